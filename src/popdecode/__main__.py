@@ -1,0 +1,5 @@
+import sys
+
+from popdecode.cli import main
+
+sys.exit(main())
