@@ -1,0 +1,263 @@
+"""POYO: decode behaviour from spikes of any set of neurons (Azabou et al., NeurIPS 2023).
+
+The network, read as the paper's figure from left to right, for one 1 s window:
+
+1. **Spike tokens.** Each spike of unit u becomes the vector
+   ``unit_vocab[u] + token_type_emb[SPIKE]``, stamped with its time t in the window. Each
+   unit present also contributes two delimiter tokens (types UNIT_START at t = 0 and
+   UNIT_END at t = 1 s), so a silent unit is still seen. A window holds ~1k tokens; their
+   number varies from window to window, so batches keep them *packed* (concatenated, with
+   per-window lengths) and no layer but attention ever sees padding.
+
+2. **Encoder: compress spikes into latents.** 128 latent tokens (16 learned vectors, repeated
+   at 8 times t = 62.5 ms, 187.5 ms, ..., 937.5 ms) cross-attend to the window's spike
+   tokens: ``lat = lat + CrossAttn(LN(lat), LN(tokens))`` then ``lat = lat + FFN(lat)``.
+   Attention is rotary in time (:mod:`popdecode.model.rotary`): it sees spike times only
+   relative to the latent's time, and values are rotated too ("rotate value"). From here on
+   the cost no longer depends on the number of spikes.
+
+3. **Processor.** ``depth`` self-attention layers over the 128 latents, each
+   ``lat = lat + Drop(SelfAttn(LN(lat)))``, ``lat = lat + Drop(FFN(lat))``, rotary in the
+   latent times (rotate value on).
+
+4. **Decoder: read out at any time.** One query per behaviour timestamp to predict, equal to
+   the session's embedding ``session_vocab[s]`` and stamped with that timestamp's time,
+   cross-attends to the latents (rotate value off): ``q = q + CrossAttn(LN(q), LN(lat))``,
+   ``q = q + FFN(q)``. The session identity enters the network only here.
+
+5. **Readouts.** A linear head per behaviour (``hand_vel``, ``position``, ...) maps each query
+   to that behaviour's values; each query says which head answers it, so one model trains
+   on sessions with different behaviours.
+
+Adapting to a new session adds rows to ``unit_vocab`` and ``session_vocab``
+(:mod:`popdecode.model.vocab`) and trains only those. Every parameter takes part in every
+step (unused readout heads receive zero gradients), so DistributedDataParallel needs no
+``find_unused_parameters``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from popdecode.model.attention import RotaryCrossAttention, RotarySelfAttention
+from popdecode.model.config import POYOConfig
+from popdecode.model.feedforward import FeedForward
+from popdecode.model.packing import Packing
+from popdecode.model.rotary import rotary_cos_sin, rotary_frequencies
+from popdecode.model.vocab import Vocabulary
+
+
+class ProcessorLayer(nn.Module):
+    """One latent self-attention layer with its feed-forward block, dropout on both residuals."""
+
+    def __init__(self, config: POYOConfig):
+        super().__init__()
+        c = config
+        self.attn = RotarySelfAttention(
+            dim=c.dim, heads=c.self_heads, dim_head=c.dim_head, dropout=c.atn_dropout, rotate_value=True
+        )
+        self.ffn = FeedForward(dim=c.dim, dropout=c.ffn_dropout)
+        self.dropout = nn.Dropout(c.lin_dropout)
+
+    def forward(self, x: torch.Tensor, rot) -> torch.Tensor:
+        x = x + self.dropout(self.attn(x, rot))
+        return x + self.dropout(self.ffn(x))
+
+
+class POYO(nn.Module):
+    """The POYO network. ``model(batch)`` maps a packed :class:`~popdecode.tokenize.batch.Batch`
+    to ``{readout name: predictions [m_r, D_r]}``.
+
+    config:   the network's shape (:class:`POYOConfig`, or one of ``PRESETS``)
+    readouts: readout name -> output width, e.g. ``{"hand_vel": 2, "position": 2}``; the order
+              gives the readout index used in ``Batch.output_readout``.
+    """
+
+    def __init__(self, *, config: POYOConfig, readouts: dict[str, int]):
+        super().__init__()
+        if not readouts:
+            raise ValueError("a POYO model needs at least one readout")
+        c = self.config = config
+        s = c.emb_init_scale
+
+        self.unit_vocab = Vocabulary(dim=c.dim, init_scale=s, kind="unit")
+        self.session_vocab = Vocabulary(dim=c.dim, init_scale=s, kind="session")
+        self.token_type_emb = nn.Embedding(4, c.dim)
+        self.latent_emb = nn.Embedding(c.num_latents_per_step, c.dim)
+        nn.init.normal_(self.token_type_emb.weight, std=s)
+        nn.init.normal_(self.latent_emb.weight, std=s)
+
+        self.enc_atn = RotaryCrossAttention(
+            dim=c.dim, heads=c.cross_heads, dim_head=c.dim_head, dropout=c.atn_dropout, rotate_value=True
+        )
+        self.enc_ffn = FeedForward(dim=c.dim, dropout=c.ffn_dropout)
+        self.proc_layers = nn.ModuleList(ProcessorLayer(c) for _ in range(c.depth))
+        self.dec_atn = RotaryCrossAttention(
+            dim=c.dim, heads=c.cross_heads, dim_head=c.dim_head, dropout=c.atn_dropout, rotate_value=False
+        )
+        self.dec_ffn = FeedForward(dim=c.dim, dropout=c.ffn_dropout)
+        self.readouts = nn.ModuleDict({name: nn.Linear(c.dim, int(d)) for name, d in readouts.items()})
+
+        # Rotary frequencies and the latent grid follow from the config: buffers, not weights.
+        omega = rotary_frequencies(num_frequencies=c.dim_head // 4, t_min=c.t_min, t_max=c.t_max)
+        self.register_buffer("omega", omega, persistent=False)
+        steps = np.arange(0.0, c.window_length, c.latent_step) + c.latent_step / 2
+        latent_times = torch.from_numpy(np.repeat(steps, c.num_latents_per_step))  # time-major
+        self.register_buffer("latent_times", latent_times.float(), persistent=False)
+        self.register_buffer("latent_rows", torch.arange(c.num_latents_per_step).repeat(len(steps)), persistent=False)
+        cos, sin = rotary_cos_sin(latent_times, omega)  # constant: computed once, here
+        self.register_buffer("latent_cos", cos, persistent=False)
+        self.register_buffer("latent_sin", sin, persistent=False)
+
+    @property
+    def readout_names(self) -> list[str]:
+        """Readout names; position i is readout index i in ``Batch.output_readout``."""
+        return list(self.readouts.keys())
+
+    @property
+    def readout_dims(self) -> dict[str, int]:
+        return {name: head.out_features for name, head in self.readouts.items()}
+
+    # ------------------------------------------------------------------ forward passes
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        """Predictions for a packed Batch: ``{name: [m_r, D_r]}`` for each readout present,
+        rows in ascending query order (the order of ``batch.targets[name].index``)."""
+        return self.forward_packed(
+            input_units=batch.input_units,
+            input_types=batch.input_types,
+            input_times=batch.input_times,
+            input_lengths=batch.input_lengths,
+            session_index=batch.session_index,
+            output_times=batch.output_times,
+            output_lengths=batch.output_lengths,
+            output_readout=batch.output_readout,
+        )
+
+    def forward_packed(
+        self,
+        *,
+        input_units: torch.Tensor,  # int64 [N], rows of unit_vocab
+        input_types: torch.Tensor,  # int64 [N], SPIKE / UNIT_START / UNIT_END
+        input_times: torch.Tensor,  # float [N], seconds since the window start
+        input_lengths: torch.Tensor,  # int64 [B]
+        session_index: torch.Tensor,  # int64 [B], rows of session_vocab
+        output_times: torch.Tensor,  # float [M]
+        output_lengths: torch.Tensor,  # int64 [B]
+        output_readout: torch.Tensor,  # int64 [M], index into readout_names
+    ) -> dict[str, torch.Tensor]:
+        """The network on packed tensors (what :meth:`forward` unpacks a Batch into)."""
+        if bool((input_lengths <= 0).any()):
+            raise ValueError("every window needs at least one input token (its units' delimiters)")
+        queries = self.decode_latents(
+            self.encode(input_units, input_types, input_times, input_lengths),
+            session_index, output_times, output_lengths,
+        )
+        return self.read_out(queries, output_readout)
+
+    def encode(self, input_units, input_types, input_times, input_lengths) -> torch.Tensor:
+        """Steps 1-3: packed spike tokens -> latents [B, num_latents, dim]."""
+        tokens = self.unit_vocab(input_units) + self.token_type_emb(input_types)  # [N, dim]
+        token_rot = rotary_cos_sin(input_times, self.omega)  # [N, F], float32
+        latent_rot = (self.latent_cos, self.latent_sin)  # [L, F], shared by every window
+        latents = self.latent_emb(self.latent_rows)[None]  # [1, L, dim], the same for every window
+        latents = latents + self.enc_atn(
+            latents, tokens, latent_rot, token_rot, Packing.from_lengths(input_lengths)
+        )  # -> [B, L, dim]
+        latents = latents + self.enc_ffn(latents)
+        for layer in self.proc_layers:
+            latents = layer(latents, latent_rot)
+        return latents
+
+    def decode_latents(self, latents, session_index, output_times, output_lengths) -> torch.Tensor:
+        """Step 4: latents [B, L, dim] -> one vector per packed query, [M, dim]."""
+        queries = Packing.from_lengths(output_lengths)
+        session = self.session_vocab(session_index)[:, None]  # [B, 1, dim]: every query of a window
+        query_rot = rotary_cos_sin(queries.pad(output_times), self.omega)  # [B, Mmax, F]
+        latent_rot = (self.latent_cos, self.latent_sin)
+        attended = self.dec_atn(session, latents, query_rot, latent_rot)  # [B, Mmax, dim]
+        x = queries.unpad(attended) + session[queries.window, 0]  # [M, dim], padding dropped
+        return x + self.dec_ffn(x)
+
+    def read_out(self, x: torch.Tensor, output_readout: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Step 5: each query through its readout's head; ``{name: [m_r, D_r]}``."""
+        heads = list(self.readouts.values())
+        if len(heads) == 1:
+            return {self.readout_names[0]: heads[0](x)} if x.shape[0] else {}
+        # All heads in one product: every head takes part in every step (zero gradient when
+        # its behaviour is absent), which DistributedDataParallel requires.
+        y = nn.functional.linear(x, torch.cat([h.weight for h in heads]), torch.cat([h.bias for h in heads]))
+        out, start = {}, 0
+        for r, (name, head) in enumerate(self.readouts.items()):
+            rows = torch.nonzero(output_readout == r).squeeze(1)
+            if rows.numel():
+                out[name] = y[rows, start : start + head.out_features]
+            start += head.out_features
+        return out
+
+    def forward_padded(
+        self,
+        *,
+        input_units: torch.Tensor,  # int64 [B, N]
+        input_types: torch.Tensor,  # int64 [B, N]
+        input_times: torch.Tensor,  # float [B, N]
+        input_mask: torch.Tensor,  # bool [B, N], True for real tokens
+        session_index: torch.Tensor,  # int64 [B]
+        output_times: torch.Tensor,  # float [B, M]
+        output_mask: torch.Tensor,  # bool [B, M]
+        output_readout: torch.Tensor | None = None,  # int64 [B, M]; default readout 0
+    ) -> dict[str, torch.Tensor]:
+        """The network on padded tensors (torch-brain's layout); packs them and runs
+        :meth:`forward_packed`. Predictions come back packed: window by window, real queries only."""
+        if output_readout is None:
+            output_readout = torch.zeros_like(output_times, dtype=torch.int64)
+        return self.forward_packed(
+            input_units=input_units[input_mask],
+            input_types=input_types[input_mask],
+            input_times=input_times[input_mask],
+            input_lengths=input_mask.sum(1),
+            session_index=session_index,
+            output_times=output_times[output_mask],
+            output_lengths=output_mask.sum(1),
+            output_readout=output_readout[output_mask],
+        )
+
+    @torch.no_grad()
+    def decode_window(
+        self,
+        *,
+        input_units: torch.Tensor,  # int64 [n]
+        input_types: torch.Tensor,  # int64 [n]
+        input_times: torch.Tensor,  # float [n], seconds since the window start
+        session_index: int,
+        output_times: torch.Tensor,  # float [m]
+        readout: str | None = None,
+    ) -> torch.Tensor:
+        """Streaming: decode one window of a live spike stream; returns [m, D] of ``readout``.
+
+        One window needs no packing bookkeeping (no padding, no mask) and the latent grid's
+        rotary angles are cached in the model, so the overhead beyond the network itself is a
+        few tensor allocations. Call under ``model.eval()``.
+        """
+        name = readout or self.readout_names[0]
+        r = self.readout_names.index(name)
+        n, m = input_units.numel(), output_times.numel()
+        device = input_units.device
+        out = self.forward_packed(
+            input_units=input_units,
+            input_types=input_types,
+            input_times=input_times,
+            input_lengths=torch.tensor([n], device=device),
+            session_index=torch.tensor([session_index], device=device),
+            output_times=output_times,
+            output_lengths=torch.tensor([m], device=device),
+            output_readout=torch.full((m,), r, dtype=torch.int64, device=device),
+        )
+        return out.get(name, torch.zeros(0, self.readouts[name].out_features, device=device))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters (the vocabularies' padding rows included, as in the paper)."""
+    return sum(p.numel() for p in model.parameters())
