@@ -1,0 +1,153 @@
+"""Simulated motor-cortex neurons: an animal's pool, their firing rates, and their spikes.
+
+Each animal has a *pool* of neurons with fixed tuning. A neuron fires at
+
+    rate(t) = min(max_rate, baseline * exp(drive(t))) * session_gain
+
+where the drive reads the hand state ``lag`` seconds in the future (motor cortex leads
+movement) and a few shared latent fluctuations that have nothing to do with the hand. The
+velocity the neurons encode, ``v = hand velocity + command noise``, differs from the hand's by
+a smooth noise shared by all neurons (motor noise, arm dynamics the hand does not show),
+growing with speed as motor noise does: more neurons cannot average it away, so it caps every
+decoder's R^2 whatever the unit count, and equally for slow and fast reaches.
+
+    drive = direction_gain * (v . e_pd) / v_scale         velocity along the preferred direction
+          + speed_gain * |v| / v_scale                     speed, whatever the direction
+          + position_gain * (p . e_pp) / p_scale           position along a preferred axis
+          + loadings . z(t)                                shared latent noise (not behaviour)
+
+At rest at the centre the drive is 0 and the rate is the baseline. The exponential makes the
+tuning curves sharper than a cosine and multiplies direction by speed: a linear read-out of
+counts cannot undo that, which leaves room for nonlinear decoders. A share of the pool is
+untuned (all gains 0) and only some neurons carry position.
+
+Spikes: a Poisson count per rate bin, placed uniformly inside the bin, then every spike that
+follows another spike of the same unit by less than the refractory period is deleted (a
+"paralyzable" dead time: it can be done for all units at once, in one pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+
+@dataclass
+class TuningConfig:
+    """How an animal's pool of neurons is drawn. Each ``(lo, hi)`` is a uniform range."""
+
+    pool_size: int = 300
+    baseline_rate: tuple[float, float] = (1.0, 40.0)  # Hz, drawn log-uniformly
+    max_rate: float = 200.0  # Hz, hard ceiling of the exponential
+    untuned_fraction: float = 0.2
+    position_tuned_fraction: float = 0.4
+    direction_gain: tuple[float, float] = (0.4, 1.2)
+    speed_gain: tuple[float, float] = (-0.2, 0.5)
+    position_gain: tuple[float, float] = (0.1, 0.5)
+    lag: tuple[float, float] = (0.0, 0.15)  # s, neuron leads the hand by this much
+    velocity_scale: float = 20.0  # cm/s, a typical peak hand speed
+    position_scale: float = 8.0  # cm, a typical reach
+    latent_dim: int = 3  # shared fluctuations unrelated to behaviour
+    latent_timescale: float = 0.3  # s
+    latent_loading_sd: float = 0.4  # per neuron and latent dimension
+    command_noise_sd: float = 2.0  # cm/s, per axis: the velocity the neurons encode is not the hand's
+    command_noise_speed: float = 0.2  # ... plus this fraction of the hand speed (signal-dependent)
+    command_noise_timescale: float = 0.15  # s
+    session_gain_sd: float = 0.1  # log-normal per-session change of each unit's rate
+    refractory_period: float = 0.002  # s
+
+
+@dataclass
+class NeuronPool:
+    """Tuning of every neuron in one animal's pool (arrays of length ``pool_size``)."""
+
+    baseline_rate: np.ndarray  # Hz
+    preferred_direction: np.ndarray  # rad, velocity tuning
+    direction_gain: np.ndarray
+    speed_gain: np.ndarray
+    position_direction: np.ndarray  # rad, position tuning axis
+    position_gain: np.ndarray
+    lag: np.ndarray  # s
+    latent_loadings: np.ndarray  # [pool_size, latent_dim]
+    tuned: np.ndarray  # bool
+
+    @property
+    def size(self) -> int:
+        return len(self.baseline_rate)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def subset(self, index: np.ndarray) -> "NeuronPool":
+        return NeuronPool(**{k: v[index] for k, v in self.arrays().items()})
+
+
+def draw_pool(rng: np.random.Generator, cfg: TuningConfig) -> NeuronPool:
+    """Draw an animal's pool of neurons."""
+    n = cfg.pool_size
+    lo, hi = np.log(cfg.baseline_rate[0]), np.log(cfg.baseline_rate[1])
+    tuned = rng.random(n) >= cfg.untuned_fraction
+    pos_tuned = tuned & (rng.random(n) < cfg.position_tuned_fraction)
+    return NeuronPool(
+        baseline_rate=np.exp(rng.uniform(lo, hi, n)),
+        preferred_direction=rng.uniform(-np.pi, np.pi, n),
+        direction_gain=rng.uniform(*cfg.direction_gain, n) * tuned,
+        speed_gain=rng.uniform(*cfg.speed_gain, n) * tuned,
+        position_direction=rng.uniform(-np.pi, np.pi, n),
+        position_gain=rng.uniform(*cfg.position_gain, n) * pos_tuned,
+        lag=rng.uniform(*cfg.lag, n),
+        latent_loadings=rng.normal(0.0, cfg.latent_loading_sd, (n, cfg.latent_dim)),
+        tuned=tuned,
+    )
+
+
+def _lagged(y: np.ndarray, lag_samples: np.ndarray) -> np.ndarray:
+    """Column n of y [T, N] read ``lag_samples[n]`` samples ahead (linear interpolation)."""
+    t = np.clip(np.arange(len(y))[:, None] + lag_samples[None, :], 0, len(y) - 1)
+    i0 = np.floor(t).astype(np.int64)
+    i1 = np.minimum(i0 + 1, len(y) - 1)
+    w = t - i0
+    cols = np.arange(y.shape[1])[None, :]
+    return y[i0, cols] * (1 - w) + y[i1, cols] * w
+
+
+def firing_rates(
+    pool: NeuronPool, cfg: TuningConfig, *, position: np.ndarray, velocity: np.ndarray,
+    latents: np.ndarray, command_noise: np.ndarray, dt: float, session_gain: np.ndarray,
+) -> np.ndarray:
+    """True rates (Hz) [T, N] of the pool's neurons, on the behaviour's sample grid."""
+    v = (velocity + command_noise) / cfg.velocity_scale
+    p = position / cfg.position_scale
+    state = np.concatenate([v, np.hypot(v[:, 0], v[:, 1])[:, None], p], axis=1)  # [T, 5]
+    # The behavioural drive is linear in the state, so project first ([T, 5] @ [5, N]) and
+    # apply each neuron's lag to its own column: memory stays [T, N].
+    weights = np.stack([
+        pool.direction_gain * np.cos(pool.preferred_direction),
+        pool.direction_gain * np.sin(pool.preferred_direction),
+        pool.speed_gain,
+        pool.position_gain * np.cos(pool.position_direction),
+        pool.position_gain * np.sin(pool.position_direction),
+    ])
+    drive = _lagged(state @ weights, pool.lag / dt) + latents @ pool.latent_loadings.T
+    rate = np.minimum(cfg.max_rate, pool.baseline_rate * np.exp(drive))
+    return rate * session_gain
+
+
+def draw_spikes(
+    rng: np.random.Generator, rates: np.ndarray, *, dt: float, refractory_period: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spike times (sorted) and unit indices from rates [T, N] held constant over bins of dt."""
+    counts = rng.poisson(rates * dt)
+    bins, units = np.nonzero(counts)
+    reps = counts[bins, units]
+    bins, units = np.repeat(bins, reps), np.repeat(units, reps)
+    times = (bins + rng.random(len(bins))) * dt
+    # Sort by unit then time, drop spikes too close to the previous spike of the same unit.
+    order = np.lexsort((times, units))
+    times, units = times[order], units[order]
+    too_close = (np.diff(times) < refractory_period) & (units[1:] == units[:-1])
+    keep = np.concatenate([[True], ~too_close])
+    times, units = times[keep], units[keep]
+    order = np.argsort(times, kind="stable")
+    return times[order], units[order]
