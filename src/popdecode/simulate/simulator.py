@@ -8,7 +8,8 @@ The benchmark the project is developed on. The recipe:
    ``max_units`` units) under fresh unit ids, so sessions share neurons but the
    correspondence is hidden; animals never share neurons.
 3. The session's behaviour is simulated (:mod:`.reaching`), then its true rates (on the
-   100 Hz behaviour grid) and spikes.
+   100 Hz behaviour grid) and spikes. Trials are dealt 70/10/20 to train/valid/test by
+   :func:`popdecode.data.splits.assign_splits` (seeded by ``seed`` and the session id).
 
 Everything is drawn from generators seeded by ``(seed, animal, session)``, so the result
 is deterministic and a session does not change when more animals or sessions are asked for.
@@ -24,6 +25,7 @@ import numpy as np
 
 from popdecode.data.intervals import Intervals
 from popdecode.data.session import Series, Session
+from popdecode.data.splits import assign_splits
 from popdecode.simulate.ground_truth import GroundTruth
 from popdecode.simulate.neurons import TuningConfig, draw_pool, draw_spikes, firing_rates
 from popdecode.simulate.reaching import TASKS, ReachingConfig, smooth_noise, simulate_reaching
@@ -122,6 +124,7 @@ def simulate_session(config: SimulationConfig, animal: int, session: int, pool, 
             "source": f"popdecode simulate seed={config.seed}",
         },
     )
+    sess = assign_splits(sess, seed=config.seed)
     hidden = {"rates": rates, "latents": latents, "command_noise": command_noise}
     return sess, pool_index, gain, {k: v.astype(np.float32) for k, v in hidden.items()}
 
