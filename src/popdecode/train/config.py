@@ -25,6 +25,7 @@ class TrainConfig:
     exclude_sessions: list[str] = field(default_factory=list)  # glob patterns to drop
     # model -----------------------------------------------------------------------------
     preset: str = "poyo-1.3M"
+    model_overrides: dict = field(default_factory=dict)  # preset fields to change, e.g. {"depth": 2}
     # optimisation ----------------------------------------------------------------------
     epochs: int = 100
     batch_size: int = 32

@@ -56,6 +56,10 @@ from popdecode.utils.atomic import atomic_path, write_json
 from popdecode.utils.progress import progress
 
 LOG_FILE = "train_log.csv"
+# TrainConfig fields that change how a run executes, not what it computes: a resumed run
+# takes these from the new command line and everything else from the saved configuration.
+RUNTIME_FIELDS = ("device", "num_workers", "threads", "time_budget_min", "max_steps", "tensorboard",
+                  "checkpoint_every_steps")
 CONFIG_FILE = "train_config.json"
 
 
@@ -233,7 +237,8 @@ def fit(
 
     writer = _tensorboard(out_dir, config.tensorboard)
     budget_s = None if config.time_budget_min is None else 60.0 * config.time_budget_min
-    clock0 = time.perf_counter() - state["elapsed_s"]
+    clock0 = time.perf_counter() - state["elapsed_s"]  # total training time, over resumes
+    started = time.perf_counter()  # the time budget counts this invocation only
     bar = progress(total=total_steps, initial=state["global_step"], desc="train", unit="step")
     stopped = None
 
@@ -300,7 +305,7 @@ def fit(
                 if writer is not None:
                     writer.add_scalar("train/loss", loss_value, state["global_step"])
                     writer.add_scalar("train/lr", lr, state["global_step"])
-                if budget_s is not None and now - clock0 >= budget_s:
+                if budget_s is not None and now - started >= budget_s:
                     stopped = "time budget"
                 elif config.max_steps is not None and state["global_step"] >= config.max_steps:
                     stopped = "max steps"
@@ -352,7 +357,7 @@ def fit(
     }
 
 
-def build_model(config: TrainConfig, sessions: Sequence, model_overrides: dict | None = None):
+def build_model(config: TrainConfig, sessions: Sequence):
     """A fresh POYO of ``config.preset`` with a readout per target and rows for every session.
 
     Returns ``(model, meta)``: ``meta`` holds normalisation and each session's readouts.
@@ -362,10 +367,10 @@ def build_model(config: TrainConfig, sessions: Sequence, model_overrides: dict |
     if config.preset not in PRESETS:
         raise UserError(f"unknown preset '{config.preset}'; choose one of {', '.join(PRESETS)}")
     model_cfg = PRESETS[config.preset]
-    if model_overrides:
+    if config.model_overrides:
         import dataclasses
 
-        model_cfg = dataclasses.replace(model_cfg, **model_overrides)
+        model_cfg = dataclasses.replace(model_cfg, **config.model_overrides)
     dims = setup.readout_dims(sessions)
     torch.manual_seed(config.seed)  # initial weights
     model = POYO(config=model_cfg, readouts=dims)
@@ -377,21 +382,19 @@ def build_model(config: TrainConfig, sessions: Sequence, model_overrides: dict |
     return model, meta
 
 
-def train_from_scratch(config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
-                       model_overrides: dict | None = None) -> dict:
+def train_from_scratch(config: TrainConfig, out_dir: str | Path, *, resume: bool = False) -> dict:
     """Open ``config.data``, select sessions, build a model and :func:`fit` it (see above)."""
     from popdecode.data.store import open_sessions
 
-    if not config.data:
-        raise UserError("no data given; pass --data DIR (a store made by popdecode prepare or simulate)")
-    sessions = setup.select_sessions(open_sessions(config.data), config.sessions, config.exclude_sessions)
     if resume:
         saved = Path(out_dir) / CONFIG_FILE
         if saved.exists():
-            before = json.loads(saved.read_text())
-            changed = [k for k in ("data", "sessions", "exclude_sessions", "preset", "epochs", "batch_size", "seed")
-                       if k in before and before[k] != config.to_dict()[k]]
-            if changed:
-                raise UserError(f"--resume with different {', '.join(changed)} than the run was started with; use the same flags")
-    model, meta = build_model(config, sessions, model_overrides)
+            # What shaped the run comes from the run itself; only how to run it comes from
+            # this invocation.
+            runtime = {k: getattr(config, k) for k in RUNTIME_FIELDS}
+            config = TrainConfig.from_dict({**json.loads(saved.read_text()), **runtime})
+    if not config.data:
+        raise UserError("no data given; pass --data DIR (a store made by popdecode prepare or simulate)")
+    sessions = setup.select_sessions(open_sessions(config.data), config.sessions, config.exclude_sessions)
+    model, meta = build_model(config, sessions)
     return fit(model, sessions, config, out_dir, meta=meta, resume=resume)

@@ -1,0 +1,92 @@
+"""Train a POYO model on one or more stores.
+
+Every session of the stores (or those matching --sessions) trains one model: its units and
+the session get their own embedding rows, each target series its own readout. The run
+directory receives the best model by validation R^2 (model.safetensors + model.json), a CSV
+log (train_log.csv), the configuration (train_config.json) and a resumable checkpoint
+(checkpoint/). Defaults follow POYO: LAMB, lr = 3.125e-5 x batch size, flat for half the run
+then cosine to lr/1e4, unit dropout, reach-weighted MSE.
+
+examples:
+  popdecode train --data sim --preset poyo-1.3M --out runs/sim --epochs 50 --batch-size 32
+  popdecode train --data store --sessions 'chewie*' --out runs/chewie --time-budget 10
+  popdecode train --data sim --out runs/sim --resume      # continue an interrupted run
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from popdecode.train.config import TrainConfig
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="store directories (popdecode prepare / simulate)")
+    p.add_argument("--out", required=True, metavar="RUN", help="run directory to write (model, log, checkpoint)")
+    p.add_argument("--preset", default=d.preset, help=f"model size (default {d.preset}; also poyo-11.8M)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over the training windows (default {d.epochs})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"windows per step (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3.125e-5 x batch size)")
+    p.add_argument("--optimizer", choices=("lamb", "adamw"), default=d.optimizer, help="optimiser (default lamb)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"decoupled weight decay (default {d.weight_decay:g})")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of initial weights, window order and dropout")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="where to train (default auto)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision, help="bf16 runs the forward under autocast")
+    p.add_argument("--num-workers", type=int, default=d.num_workers, help="tokenizer worker processes (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch decides)")
+    p.add_argument("--sessions", nargs="+", default=[], metavar="GLOB", help="train only on sessions whose id matches")
+    p.add_argument("--exclude-sessions", nargs="+", default=[], metavar="GLOB", help="leave out sessions whose id matches")
+    p.add_argument("--no-unit-dropout", action="store_true", help="turn off the unit-dropout augmentation")
+    p.add_argument("--loss-weight", action="append", default=[], metavar="SET=W",
+                   help="loss weight of an interval set, e.g. reach=5 (repeatable; defaults hold=0.1 reach=5 return=1 outlier=0)")
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="validate every N epochs (default 1)")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS", help="also checkpoint every N steps (default: epoch ends)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="stop cleanly after this many minutes, keeping the best model")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard (needs the tensorboard package)")
+
+
+def _loss_weights(items: list[str]) -> dict[str, float]:
+    from popdecode.errors import UserError
+    from popdecode.train.config import DEFAULT_LOSS_WEIGHTS
+
+    weights = dict(DEFAULT_LOSS_WEIGHTS)
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise UserError(f"--loss-weight expects SET=WEIGHT such as reach=5, got {item!r}")
+    return weights
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        data=list(args.data), sessions=list(args.sessions), exclude_sessions=list(args.exclude_sessions),
+        preset=args.preset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, weight_decay=args.weight_decay, max_steps=args.max_steps,
+        unit_dropout=not args.no_unit_dropout, loss_weights=_loss_weights(args.loss_weight),
+        eval_every=args.eval_every, checkpoint_every_steps=args.checkpoint_every,
+        time_budget_min=args.time_budget, tensorboard=args.tensorboard, seed=args.seed,
+        device=args.device, precision=args.precision, num_workers=args.num_workers, threads=args.threads,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from popdecode.train.trainer import train_from_scratch
+
+    config = config_from_args(args)
+    result = train_from_scratch(config, args.out, resume=args.resume)
+    best = result["best_valid_r2"]
+    best_text = "n/a (no valid split)" if best is None else f"{best:.4f} (epoch {result['best_epoch'] + 1})"
+    print(f"trained {result['steps']} steps in {result['elapsed_s']:.0f} s; best valid R^2 {best_text}")
+    for sid, r2 in sorted(result["valid_r2"].items()):
+        print(f"  {sid:<28} {r2:8.4f}")
+    if result["stopped"]:
+        print(f"stopped early ({result['stopped']}); continue with --resume")
+    print(f"model: {args.out}/model.safetensors  log: {args.out}/train_log.csv")
+    return 0

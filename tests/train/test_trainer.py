@@ -1,0 +1,163 @@
+"""The training loop: it learns, writes its files, resumes bit for bit, freezes what it must."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from popdecode.errors import UserError
+from popdecode.model.io import load_model
+from popdecode.train import setup
+from popdecode.train.config import TrainConfig
+from popdecode.train.trainer import build_model, fit
+from train.easy_data import TINY_MODEL, easy_sessions
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    return easy_sessions(2)
+
+
+def config(**kw) -> TrainConfig:
+    kw.setdefault("model_overrides", dict(TINY_MODEL))
+    return TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 3e-3, "seed": 0, **kw})
+
+
+def test_training_learns_and_writes_the_run(sessions, tmp_path):
+    cfg = config(epochs=12)
+    model, meta = build_model(cfg, sessions)
+    out = fit(model, sessions, cfg, tmp_path / "run", meta=meta)
+    log = out["log"]
+    assert len(log) == 12 and out["steps"] == 12 * 8  # 2 sessions x ~30 windows / batch 8
+    assert log[-1]["loss"] < 0.6 * log[0]["loss"]
+    assert out["best_valid_r2"] > 0.5
+    assert set(out["valid_r2"]) == {"easy-0", "easy-1"}
+
+    run = tmp_path / "run"
+    for name in ("model.safetensors", "model.json", "train_log.csv", "train_config.json",
+                 "checkpoint/model.safetensors", "checkpoint/optimizer.safetensors", "checkpoint/state.json"):
+        assert (run / name).is_file(), name
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporaries left
+    with open(run / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", "step", "loss", "lr", "valid_r2", "valid_r2/easy-0", "valid_r2/easy-1",
+                             "windows_per_s", "elapsed_s"]
+    assert [float(r["loss"]) for r in rows] == pytest.approx([r["loss"] for r in log])
+
+    # The saved model is the best epoch's, with what evaluation needs in its meta.
+    best, saved_meta = load_model(run)
+    assert saved_meta["best"]["epoch"] == out["best_epoch"]
+    assert saved_meta["best"]["valid_r2"] == pytest.approx(out["best_valid_r2"])
+    assert saved_meta["session_readouts"] == {"easy-0": ["hand_vel"], "easy-1": ["hand_vel"]}
+    norm = setup.normalization_from_meta(saved_meta)["hand_vel"]
+    values = np.concatenate([s.series["hand_vel"].values[s.split("train").contains(s.series["hand_vel"].timestamps)]
+                             for s in sessions])
+    np.testing.assert_allclose(norm[0], values.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(norm[1], values.std(0), rtol=1e-5)
+    assert json.loads((run / "train_config.json").read_text())["epochs"] == 12
+
+
+def weights(path):
+    return load_file(str(path / "checkpoint" / "model.safetensors"))
+
+
+@pytest.mark.parametrize("stop_after", [8, 5], ids=["epoch-end", "mid-epoch"])
+@pytest.mark.parametrize("optimizer", ["lamb", "adamw"])
+def test_resume_ends_bit_for_bit_like_an_uninterrupted_run(sessions, tmp_path, stop_after, optimizer):
+    # Dropout and unit dropout on, so the random streams matter.
+    over = {**TINY_MODEL, "ffn_dropout": 0.2, "lin_dropout": 0.3, "atn_dropout": 0.1}
+    cfg = config(model_overrides=over, optimizer=optimizer)
+    model, meta = build_model(cfg, sessions)
+    straight = fit(model, sessions, cfg, tmp_path / "straight", meta=meta)
+
+    model, meta = build_model(cfg, sessions)
+    first = fit(model, sessions, config(model_overrides=over, optimizer=optimizer, max_steps=stop_after),
+                tmp_path / "resumed", meta=meta)
+    assert first["stopped"] == "max steps" and first["steps"] == stop_after
+    model, meta = build_model(cfg, sessions)
+    second = fit(model, sessions, cfg, tmp_path / "resumed", meta=meta, resume=True)
+    assert second["steps"] == straight["steps"] == 16
+
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    oa = load_file(str(tmp_path / "straight" / "checkpoint" / "optimizer.safetensors"))
+    ob = load_file(str(tmp_path / "resumed" / "checkpoint" / "optimizer.safetensors"))
+    for k in oa:
+        if k.startswith("state/"):
+            assert torch.equal(oa[k], ob[k]), k
+    assert second["log"][-1]["loss"] == straight["log"][-1]["loss"]
+
+
+def test_adaptation_trains_only_the_new_rows(sessions, tmp_path):
+    cfg = config(epochs=1)
+    model, meta = build_model(cfg, sessions[:1])
+    fit(model, sessions[:1], cfg, tmp_path / "base", meta=meta)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    n_units, n_sessions = model.unit_vocab.weight.shape[0], model.session_vocab.weight.shape[0]
+
+    new = sessions[1:]
+    setup.register_sessions(model, new)
+    new_rows_init = model.unit_vocab.weight.detach()[n_units:].clone()
+    meta = {**meta, "session_readouts": {**meta["session_readouts"], "easy-1": ["hand_vel"]}}
+    unit_rows = np.zeros(model.unit_vocab.weight.shape[0], dtype=bool)
+    unit_rows[n_units:] = True
+    session_rows = np.zeros(model.session_vocab.weight.shape[0], dtype=bool)
+    session_rows[n_sessions:] = True
+    fit(model, new, cfg, tmp_path / "adapted", meta=meta,
+        trainable=[model.unit_vocab.weight, model.session_vocab.weight],
+        row_masks={"unit_vocab.weight": unit_rows, "session_vocab.weight": session_rows})
+
+    after = model.state_dict()
+    for k, v in before.items():
+        if k == "unit_vocab.weight":
+            assert torch.equal(after[k][:n_units], v)
+            assert not torch.equal(after[k][n_units:], new_rows_init)  # the new rows learned
+        elif k == "session_vocab.weight":
+            assert torch.equal(after[k][:n_sessions], v)
+        else:
+            assert torch.equal(after[k], v), k
+
+
+def test_time_budget_stops_cleanly_and_keeps_a_model(sessions, tmp_path):
+    cfg = config(epochs=50, time_budget_min=1e-9)
+    model, meta = build_model(cfg, sessions)
+    out = fit(model, sessions, cfg, tmp_path / "run", meta=meta)
+    assert out["stopped"] == "time budget" and out["steps"] == 1
+    assert (tmp_path / "run" / "model.safetensors").exists()
+    assert out["best_valid_r2"] is not None
+
+
+def test_refuses_to_overwrite_or_resume_nothing(sessions, tmp_path):
+    cfg = config(epochs=1, max_steps=1)
+    model, meta = build_model(cfg, sessions)
+    with pytest.raises(UserError, match=r"nothing to resume in .*run: no checkpoint/state.json there; drop --resume"):
+        fit(model, sessions, cfg, tmp_path / "run", meta=meta, resume=True)
+    fit(model, sessions, cfg, tmp_path / "run", meta=meta)
+    with pytest.raises(UserError, match=r"already holds a training run; pass --resume to continue it"):
+        fit(model, sessions, cfg, tmp_path / "run", meta=meta)
+
+
+def test_no_training_windows_is_a_clear_error(tmp_path):
+    from popdecode.data.intervals import Intervals
+
+    s = easy_sessions(1)[0]
+    s.intervals["train"] = Intervals(np.array([0.0]), np.array([0.5]))
+    cfg = config()
+    model, meta = build_model(cfg, [s])
+    with pytest.raises(UserError, match=r"^no training windows: no train interval of the selected sessions lasts 1 s"):
+        fit(model, [s], cfg, tmp_path / "run", meta=meta)
