@@ -52,7 +52,7 @@ class TuningConfig:
     latent_timescale: float = 0.3  # s
     latent_loading_sd: float = 0.4  # per neuron and latent dimension
     command_noise_sd: float = 2.0  # cm/s, per axis: the velocity the neurons encode is not the hand's
-    command_noise_speed: float = 0.2  # ... plus this fraction of the hand speed (signal-dependent)
+    command_noise_speed: float = 0.25  # ... plus this fraction of the hand speed (signal-dependent)
     command_noise_timescale: float = 0.15  # s
     session_gain_sd: float = 0.1  # log-normal per-session change of each unit's rate
     refractory_period: float = 0.002  # s
