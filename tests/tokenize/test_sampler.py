@@ -104,3 +104,12 @@ def test_eval_windows_step_and_end_alignment():
     assert len(smp) == 10
     shards = [list(EvalWindowSampler(intervals=iv, rank=r, world_size=3)) for r in range(3)]
     assert sorted(w for sh in shards for w in sh) == sorted(wins)
+
+
+def test_window_at_matches_indexed_windows():
+    for ws, pad in [(1, False), (3, False), (3, True), (7, True)]:
+        for rank in range(ws):
+            smp = TrainWindowSampler(intervals=TRAIN, seed=2, rank=rank, world_size=ws, pad=pad)
+            assert [smp.window_at(i, 1) for i in range(len(smp))] == smp.indexed_windows(1)
+    with pytest.raises(IndexError):
+        smp.window_at(len(smp))

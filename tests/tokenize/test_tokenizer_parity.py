@@ -100,3 +100,33 @@ def test_unit_dropout_count_distribution_matches_reference():
     np.testing.assert_allclose(h_ours, h_theirs, atol=0.015)  # two samples: ~3.5 sd per bin
     assert abs(ours.mean() - theirs.mean()) < 2.0  # mean ~150 units, sd ~66: se of the difference ~0.66
     assert (theirs < 30).sum() == 0 and ref.sample(29) == 29
+
+
+@pytest.mark.realdata
+def test_tokens_equal_reference_on_real_recordings(real_data):
+    """Real spike times (rat: recorded clock far from 0; monkey: silent units)."""
+    from popdecode.data.importers import load_recording
+
+    sessions = [load_recording(real_data / "rat_linear_track.nwb"), load_recording(real_data / "chewie_20131219.nwb")]
+    model = tb_models.POYO(
+        sequence_length=1.0, latent_step=0.125, num_latents_per_step=2, dim_out=2, dim=16, depth=0, cross_heads=1, self_heads=1
+    )
+    model.unit_emb.initialize_vocab([f"{s.id}/{u}" for s in sessions for u in s.unit_ids])
+    model.session_emb.initialize_vocab([s.id for s in sessions])
+    ours = Tokenizer(
+        unit_rows={s.id: np.array(model.unit_emb.tokenizer([f"{s.id}/{u}" for u in s.unit_ids])) for s in sessions},
+        session_rows={s.id: model.session_emb.tokenizer(s.id) for s in sessions},
+        readouts=[],
+        normalization={},
+        session_readouts={},
+    )
+    rng = np.random.default_rng(1)
+    for s in sessions:
+        data = reference_data(s)
+        for t0 in rng.uniform(s.start, s.end - 1.0, 10):
+            ref = model.tokenize(data.slice(float(t0), float(t0) + 1.0))
+            w = ours(s, t0)
+            np.testing.assert_array_equal(w.input_units, ref["input_unit_index"].obj)
+            np.testing.assert_array_equal(w.input_types, ref["input_token_type"].obj)
+            # both compute (t - t0) in float64; ours is stored as float32
+            np.testing.assert_array_equal(w.input_times, ref["input_timestamps"].obj.astype(np.float32))

@@ -95,7 +95,7 @@ class WindowDataset(torch.utils.data.Dataset):
         elif self.sampler is not None:
             # Integer access to a sampler-backed dataset: this process's current epoch.
             epoch = self.sampler.epoch
-            session_index, t0, position = self.sampler.indexed_windows(epoch)[int(item)]
+            session_index, t0, position = self.sampler.window_at(int(item), epoch)
         else:
             session_index, t0 = self.windows[int(item)]
             epoch, position = 0, int(item)
@@ -130,5 +130,9 @@ def make_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         drop_last=drop_last,
+        # A private generator: iterating a DataLoader draws a worker base seed from its
+        # generator, which must not be torch's global one (it drives model dropout, and a
+        # resumed run must see the same stream).
+        generator=torch.Generator(),
         **kwargs,
     )

@@ -85,6 +85,7 @@ class TrainWindowSampler(torch.utils.data.Sampler):
         self.rank, self.world_size, self.pad = int(rank), int(world_size), bool(pad)
         self.epoch = 0
         self.position = 0  # windows of this rank's shard to skip on the next iteration
+        self._cache: tuple[int, list[tuple[int, float]]] | None = None  # (epoch, its windows)
         self._total = sum(
             int(math.floor((e - s) / self.window_length + _EPS))
             for iv in self.intervals
@@ -117,6 +118,13 @@ class TrainWindowSampler(torch.utils.data.Sampler):
     def epoch_windows(self, epoch: int | None = None) -> list[tuple[int, float]]:
         """The whole epoch's shuffled list, all ranks together (rank r takes ``[r::world_size]``)."""
         epoch = self.epoch if epoch is None else int(epoch)
+        if self._cache is not None and self._cache[0] == epoch:
+            return list(self._cache[1])
+        windows = self._build(epoch)
+        self._cache = (epoch, windows)
+        return list(windows)
+
+    def _build(self, epoch: int) -> list[tuple[int, float]]:
         rng = np.random.default_rng([self.seed, epoch])
         w = self.window_length
         sessions, starts = [], []
@@ -153,6 +161,16 @@ class TrainWindowSampler(torch.utils.data.Sampler):
         """
         items = [(s, t, i) for i, (s, t) in enumerate(self.epoch_windows(epoch))]
         return _shard(items, self.rank, self.world_size, self.pad)
+
+    def window_at(self, i: int, epoch: int | None = None) -> tuple[int, float, int]:
+        """Item ``i`` of this rank's shard as ``(session_index, t0, global_position)``."""
+        self.epoch_windows(epoch)  # fills the cache
+        windows = self._cache[1]
+        if not 0 <= i < len(self):
+            raise IndexError(f"window {i} out of range for a shard of {len(self)}")
+        position = (self.rank + i * self.world_size) % len(windows)  # wraps only when padded
+        s, t = windows[position]
+        return s, t, position
 
     def __len__(self) -> int:
         """Windows of this rank's shard per epoch."""
