@@ -1,0 +1,61 @@
+"""popdecode train from the command line: a real preset for one step, and its error messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from popdecode.cli import main
+from popdecode.data.store import write_session
+from train.easy_data import easy_sessions
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    for s in easy_sessions(2, seconds=30.0):
+        write_session(root, s)
+    return root
+
+
+def test_one_step_of_the_real_preset(store, tmp_path, capsys):
+    threads = torch.get_num_threads()
+    try:
+        code = main(["train", "--data", str(store), "--out", str(tmp_path / "run"), "--preset", "poyo-1.3M",
+                     "--batch-size", "4", "--max-steps", "1", "--threads", "1", "--sessions", "easy-1"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("trained 1 steps in ")
+    assert "stopped early (max steps); continue with --resume" in out
+    doc = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert doc["session_vocab"] == ["easy-1"] and len(doc["unit_vocab"]) == 12
+    assert doc["meta"]["train_config"]["batch_size"] == 4
+    assert doc["meta"]["train_config"]["loss_weights"]["reach"] == 5.0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "--epochs must be at least 1 (got 0)"),
+    (["--sessions", "rat*"], "no session matches 'rat*'; sessions in the data: easy-0, easy-1"),
+    (["--exclude-sessions", "easy-*"], "the session filters leave no session; loosen --sessions / --exclude-sessions"),
+    (["--preset", "poyo-9B"], "unknown preset 'poyo-9B'; choose one of poyo-1.3M, poyo-11.8M"),
+    (["--loss-weight", "reach"], "--loss-weight expects SET=WEIGHT such as reach=5, got 'reach'"),
+    (["--resume"], "nothing to resume in {out}: no checkpoint/state.json there; drop --resume to start a new run"),
+])
+def test_bad_input_is_one_line(store, tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(store), "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err == f"popdecode: error: {message.format(out=out)}\n"
+    assert not (out / "model.json").exists()
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--data", "--preset", "--time-budget", "--resume", "--precision", "--exclude-sessions"):
+        assert flag in out
