@@ -142,3 +142,18 @@ def test_readout_without_normalization_is_a_user_error():
 
     with pytest.raises(UserError, match=r"^readouts \['vel'\] of session 's' have no normalization"):
         Tokenizer(unit_rows={"s": np.arange(3)}, session_rows={"s": 1}, readouts=["vel"], normalization={}, session_readouts={"s": ["vel"]})
+
+
+def test_stored_session_gives_the_same_tokens(tmp_path):
+    from popdecode.data.store import Store, write_session
+
+    session = tiny_session()
+    write_session(tmp_path / "store", session)
+    stored = Store(tmp_path / "store").open("tiny")
+    tok = tiny_tokenizer()
+    for t0 in (0.95, 2.2, 4.5):
+        a, b = tok(session, t0), tok(stored, t0)
+        assert as_tuples(a) == as_tuples(b)
+        np.testing.assert_array_equal(a.output_times, b.output_times)
+        for field in ("index", "values", "weights", "eval_mask"):
+            np.testing.assert_array_equal(getattr(a.targets["vel"], field), getattr(b.targets["vel"], field))
