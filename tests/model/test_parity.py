@@ -59,7 +59,6 @@ def _windows(rng, units_per_session, lengths, out_lengths, sessions):
     ("poyo-11.8M", [700, 480], [60, 40]),  # one small batch: keep it fast
 ])
 def test_same_predictions_as_torch_brain(preset, lengths, out_lengths):
-    torch.set_num_threads(2)
     n_units, sessions = 60, [0, 1, 0][: len(lengths)]
     unit_names = [f"s{s}/u{i}" for s in range(2) for i in range(n_units)]
     ref, hp = _reference(preset, unit_names, ["s0", "s1"])
