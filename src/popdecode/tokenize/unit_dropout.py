@@ -70,15 +70,15 @@ def sample_num_units(
     """How many of ``num_units`` units to keep in one window (see the module docstring)."""
     if num_units < min_units:
         return num_units
-    kw = dict(min_units=min_units, mode_units=mode_units, max_units=max_units, peak=peak)
+    rise = (peak - 1.0) / max(mode_units - min_units, 1e-12)
+    fall = (peak - 1.0) / max(max_units - mode_units, 1e-12)
     for _ in range(max_rounds):
-        # Candidates in blocks of 16: acceptance is at least ~1/3, so one block nearly always
-        # suffices, and a block costs the same as a single draw.
-        x = min_units + rng.random(16) * (max_units - min_units)
-        u, v = rng.random(16), rng.random(16)
-        ok = np.flatnonzero(u * v * scale <= triangle(x, **kw))
-        if len(ok):
-            return min(int(x[ok[0]]), num_units)
+        # 16 candidates per round from one generator call: acceptance is at least ~1/3, so a
+        # round nearly always suffices. Scalar arithmetic: this runs once per window.
+        for x, u, v in (rng.random((16, 3)) * (max_units - min_units, 1.0, 1.0) + (min_units, 0.0, 0.0)).tolist():
+            f = 1.0 + rise * (x - min_units) if x <= mode_units else peak - fall * (x - mode_units)
+            if u * v * scale <= f:
+                return min(int(x), num_units)
     return num_units  # practically unreachable; keeping everyone is the safe fallback
 
 
