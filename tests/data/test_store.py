@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -160,13 +162,23 @@ def test_many_sessions_beyond_open_map_limit(tmp_path, monkeypatch):
     assert sum(s._mapped is not None for s in stored) == 2
 
 
-def _child_window(stored):
+_FORKED = {}
+
+
+def _child_window():
+    stored = _FORKED["session"]
+    inherited = stored._mapped is not None and stored._pid != os.getpid()
     w = stored.window(10.0, 11.0)
-    return w.spike_times.tolist(), w.series["hand_vel"][1].tolist()
+    return inherited, stored._pid == os.getpid(), w.spike_times.tolist(), w.series["hand_vel"][1].tolist()
 
 
 def test_windows_in_forked_worker(store_dir):
     stored = Store(store_dir).open("s1")
-    expected = _child_window(stored)  # the parent has mapped the file already
+    _FORKED["session"] = stored
+    parent = _child_window()  # the parent maps the file before forking
     with multiprocessing.get_context("fork").Pool(1) as pool:
-        assert pool.apply(_child_window, (stored,)) == expected
+        child = pool.apply(_child_window)
+    assert child[:2] == (True, True)  # the worker saw the parent's map and made its own
+    assert child[2:] == parent[2:]
+    clone = pickle.loads(pickle.dumps(stored))  # what a spawned worker receives
+    assert clone._mapped is None and clone.window(10.0, 11.0).spike_times.tolist() == parent[2]

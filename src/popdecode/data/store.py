@@ -253,6 +253,7 @@ class StoredSeries:
 
 # Sessions currently holding a memory map, oldest first (id(session) -> weak reference).
 _OPEN_MAPS: "OrderedDict[int, weakref.ref]" = OrderedDict()
+_OPEN_PID = -1  # the process that _OPEN_MAPS belongs to
 
 
 class StoredSession:
@@ -327,12 +328,15 @@ class StoredSession:
     def _arrays(self) -> dict[str, np.ndarray]:
         if self._mapped is not None and self._pid == os.getpid():
             return self._mapped
+        global _OPEN_PID
         head = self._header()
-        if self._pid != os.getpid():
-            # A forked DataLoader worker maps the file afresh rather than share the parent's.
+        pid = os.getpid()
+        if _OPEN_PID != pid:
+            # A forked DataLoader worker maps files afresh rather than share the parent's maps.
             _OPEN_MAPS.clear()
+            _OPEN_PID = pid
         self._mapped = map_arrays(self.path, head["arrays"])
-        self._pid = os.getpid()
+        self._pid = pid
         _OPEN_MAPS[id(self)] = weakref.ref(self)
         while len(_OPEN_MAPS) > MAX_OPEN_SESSIONS:
             _, ref = _OPEN_MAPS.popitem(last=False)
@@ -379,6 +383,12 @@ class StoredSession:
             spike_units=arrays["spike_units"][i0:i1].astype(np.int64),
             series=out,
         )
+
+    def __getstate__(self) -> dict:
+        # Sent to a spawned worker without its memory map: the worker maps the file itself.
+        state = dict(self.__dict__)
+        state["_mapped"], state["_pid"] = None, -1
+        return state
 
     def load(self) -> Session:
         """The whole session in memory."""

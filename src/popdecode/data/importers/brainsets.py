@@ -70,6 +70,13 @@ def _set_name(name: str) -> str:
     return name[: -len("_period")] if name.endswith("_period") else name
 
 
+def _metadata_key(group: str, key: str) -> str:
+    """subject.id -> "subject", subject.species -> "species", session.task -> "session_task"."""
+    if key == "id":
+        return group
+    return key if key == "species" else f"{group}_{key}"
+
+
 def _series_in(name: str, g: h5py.Group) -> dict[str, Series]:
     """One Series per numeric array of a time-series group."""
     if _obj(g) == "RegularTimeSeries":
@@ -126,7 +133,7 @@ def load_temporaldata(path: str | Path, targets: list[str] | None = None) -> Ses
                         sets[_set_name(sub)] = _interval(child)
                 for key, value in node.attrs.items():
                     if key not in ("object", "absolute_start") and not isinstance(value, np.ndarray):
-                        metadata[name if key == "id" else f"{name}_{key}" if key != "species" else "species"] = as_str(value)
+                        metadata[_metadata_key(name, key)] = as_str(value)
         for key, value in f.attrs.items():
             if key not in ("object", "absolute_start"):
                 metadata.setdefault(key, as_str(value))
