@@ -100,6 +100,8 @@ class TrainWindowSampler(torch.utils.data.Sampler):
         self.position = 0
 
     def state_dict(self) -> dict:
+        """Epoch and start position of the current iteration (the sampler does not count what
+        a DataLoader consumed, since loaders prefetch: store the consumer's own count)."""
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
