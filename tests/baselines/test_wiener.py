@@ -75,3 +75,31 @@ def test_bad_arguments():
         fit_wiener(X, y, alphas=[-1.0])
     with pytest.raises(ValueError, match="at least two training samples"):
         fit_wiener(X[:1], y[:1], alphas=[1.0])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 3.0])
+def test_more_features_than_samples(alpha):
+    # 40 samples, 90 features: the fit goes through XX' [40, 40] instead of X'X [90, 90].
+    X, y = _data(n=40, p=90, seed=4)
+    model = fit_wiener(X, y, alphas=[alpha])
+    mu, sd = X.mean(0), X.std(0)
+    Z = (X - mu) / sd
+    if alpha > 0:
+        w = np.linalg.solve(Z.T @ Z + alpha * np.eye(90), Z.T @ (y - y.mean(0)))
+    else:
+        w = np.linalg.pinv(Z) @ (y - y.mean(0))  # minimum-norm least squares
+    np.testing.assert_allclose(model.weights, w, rtol=1e-6, atol=1e-8)
+    if alpha == 0:
+        np.testing.assert_allclose(model.predict(X), y, rtol=1e-4, atol=1e-4)  # interpolates
+
+
+def test_validation_score_skips_constant_dimensions():
+    from popdecode.baselines.selection import validation_score
+
+    rng = np.random.default_rng(5)
+    y = np.stack([rng.normal(size=50), np.full(50, 2.0)], axis=1)
+    pred = y + 0.1 * rng.normal(size=y.shape)
+    assert validation_score(y, pred) == pytest.approx(r2_score(y[:, :1], pred[:, :1]))
+    assert r2_score(y, pred) == -np.inf or r2_score(y, pred) < -1e6  # what the plain mean gives
+    flat = np.full((50, 1), 2.0)
+    assert validation_score(flat, flat + 0.5) == pytest.approx(-0.25)

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from popdecode.baselines.wiener import standardise
-from popdecode.evaluate.metrics import r2_score
+from popdecode.baselines.selection import standardise, validation_score
 
 
 @dataclass
@@ -107,7 +106,7 @@ def fit_regressor(
             loss.backward()
             optimiser.step()
         # R^2 is unchanged by the per-dimension affine standardisation of y.
-        r2 = r2_score(yv, _predict_standardised(net, Xv, 8192))
+        r2 = validation_score(yv, _predict_standardised(net, Xv, 8192))
         history.append(r2)
         if r2 > best_r2:
             best_r2, best_epoch, best_state = r2, epoch, copy.deepcopy(net.state_dict())

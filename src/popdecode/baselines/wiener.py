@@ -14,6 +14,11 @@ unpenalised by centring the targets. Then
 One eigendecomposition X'X = V diag(lam) V' serves every alpha of the grid:
 w(alpha) = V diag(1 / (lam + alpha)) V' X'y. Directions with lam + alpha numerically zero
 get weight zero, which at alpha = 0 is the minimum-norm least-squares solution.
+
+With more features than samples (hundreds of units x ten lags, a few hundred training
+samples) the smaller matrix XX' [N, N] is decomposed instead: if XX' u = lam u then
+v = X'u / sqrt(lam) is an eigenvector of X'X with the same eigenvalue, and X'y has no
+component outside these, so the solution is the same and much cheaper to get.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from popdecode.evaluate.metrics import r2_score
+from popdecode.baselines.selection import standardise, validation_score
 
 # Penalties tried on the validation split; standardised features put X'X's diagonal at the
 # number of training samples, so the grid spans far below to far above it.
@@ -38,20 +43,11 @@ class WienerModel:
     weights: np.ndarray  # [P, D] on standardised features
     intercept: np.ndarray  # [D]
     alpha: float  # the chosen penalty
-    valid_r2: dict[float, float] = field(default_factory=dict)  # penalty -> R^2 on valid
+    valid_r2: dict[float, float] = field(default_factory=dict)  # penalty -> validation score
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         Xs = (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
         return (Xs @ self.weights + self.intercept).astype(np.float32)
-
-
-def standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and standard deviations of ``X``; constant columns get scale 1."""
-    X = np.asarray(X, dtype=np.float64)
-    mean = X.mean(axis=0)
-    scale = X.std(axis=0)
-    scale[scale < 1e-12] = 1.0
-    return mean, scale
 
 
 def fit_wiener(
@@ -66,7 +62,8 @@ def fit_wiener(
 
     ``X_*`` are [N, P] features (e.g. :func:`~popdecode.baselines.features.lagged_counts`),
     ``y_*`` are [N, D] targets. With one alpha, the validation data are optional. Ties in
-    validation R^2 go to the larger penalty (the simpler model).
+    validation score (R^2, see :func:`~popdecode.baselines.selection.validation_score`) go
+    to the larger penalty (the simpler model).
     """
     alphas = [float(a) for a in np.atleast_1d(alphas)]
     if not alphas or min(alphas) < 0:
@@ -83,10 +80,16 @@ def fit_wiener(
     mean, scale = standardise(X)
     Xs = (X - mean) / scale
     y_mean = y.mean(axis=0)
-    lam, V = np.linalg.eigh(Xs.T @ Xs)
-    lam = np.clip(lam, 0.0, None)  # round-off can make zero eigenvalues slightly negative
-    rhs = V.T @ (Xs.T @ (y - y_mean))  # [P, D], X'y in the eigenbasis
-    tiny = 1e-10 * max(float(lam.max()), 1.0)
+    if len(Xs) >= Xs.shape[1]:
+        lam, V = np.linalg.eigh(Xs.T @ Xs)
+        lam = np.clip(lam, 0.0, None)  # round-off can make zero eigenvalues slightly negative
+    else:
+        lam, U = np.linalg.eigh(Xs @ Xs.T)
+        keep = lam > 1e-10 * max(float(lam.max()), 1.0)
+        lam = lam[keep]
+        V = (Xs.T @ U[:, keep]) / np.sqrt(lam)
+    rhs = V.T @ (Xs.T @ (y - y_mean))  # [K, D], X'y in the eigenbasis
+    tiny = 1e-10 * max(float(lam.max(initial=0.0)), 1.0)
 
     def eigen_weights(alpha: float) -> np.ndarray:
         """The solution in the eigenbasis: rhs / (lam + alpha), zero where that is singular."""
@@ -104,7 +107,7 @@ def fit_wiener(
         # Project the validation features once; each alpha is then a small product.
         Xv = ((np.asarray(X_valid, dtype=np.float64) - mean) / scale) @ V
         for a in alphas:
-            scores[a] = r2_score(y_v, Xv @ eigen_weights(a) + y_mean)
+            scores[a] = validation_score(y_v, Xv @ eigen_weights(a) + y_mean)
         finite = {a: s for a, s in scores.items() if np.isfinite(s)}
         best = max(finite, key=lambda a: (finite[a], a)) if finite else max(alphas)
     return WienerModel(
