@@ -32,7 +32,7 @@ def make_session(
         spike_units=spike_units,
         unit_ids=[f"u{i}" for i in range(units)],
         series={"hand_vel": Series(ts, vel, columns=["vx", "vy"], unit="cm/s"),
-                "force": Series(ts[::2], vel[::2, :1] * 3, columns=["f"], unit="N")},
+                "force": Series(ts[::2].copy(), vel[::2, :1] * 3, columns=["f"], unit="N")},
         targets=["hand_vel"],
         trials=trials,
         intervals={"reach": Intervals(np.array([t0 + 1.0, t0 + 10.0]), np.array([t0 + 2.0, t0 + 12.5]))},

@@ -174,6 +174,10 @@ def test_bad_inputs_are_refused(tmp_path, store, capsys):
     again = write_npz(tmp_path / "existing.npz", make_session("x"))
     refused(capsys, store, [good, again], f"session existing is already in the store {store}; pass --overwrite to replace it")
 
+    (tmp_path / "elsewhere").mkdir()
+    twin = write_npz(tmp_path / "elsewhere" / "good.npz", make_session("other"))
+    refused(capsys, store, [good, twin], "session id good appears twice in the input; give the files distinct names")
+
     objs = tmp_path / "objs.npz"
     np.savez(objs, spike_times=np.zeros(1), spike_units=np.zeros(1, int), unit_ids=np.array(["a", 1], dtype=object))
     refused(capsys, store, [objs], f"{objs} stores Python objects; save strings as NumPy string arrays (np.array(ids, dtype=str))")

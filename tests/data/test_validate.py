@@ -55,3 +55,11 @@ def test_bad_unit_index_and_missing_target_refused():
     with pytest.raises(UserError) as err:
         clean_session(s)
     assert str(err.value) == "session t: target series nope not found; the session has: hand_vel, force"
+
+
+def test_behaviour_samples_without_a_time_are_dropped():
+    s = make_session("n")
+    s.series["force"].timestamps[[0, 5]] = np.nan
+    out, notes = clean_session(s)
+    assert notes == ["session n: series 'force': dropped 2 samples with a non-finite timestamp"]
+    assert len(out.series["force"].timestamps) == len(s.series["force"].timestamps) - 2

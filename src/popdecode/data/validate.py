@@ -12,7 +12,7 @@ accepted with one warning line each, counting what was done
     outside the observation intervals (dropped), units without spikes (kept, so that unit
     indices keep matching the source), NaN in a behaviour series (kept as NaN: later stages
     mask those samples out of training and evaluation), behaviour timestamps not in order
-    (sorted).
+    (sorted), behaviour samples with a non-finite timestamp (dropped).
 
 A spike slightly before the first behaviour sample is normal and not reported: the
 observation intervals (the session's ``domain``), not the behaviour, bound the spikes.
@@ -90,6 +90,10 @@ def clean_session(session: Session) -> tuple[Session, list[str]]:
         ts, vals = s.timestamps, s.values
         if len(ts) != len(vals):
             raise UserError(f"session {sid}: series {name!r} has {len(ts)} timestamps but {len(vals)} samples")
+        finite = np.isfinite(ts)
+        if not finite.all():
+            notes.append(f"session {sid}: series {name!r}: dropped {int((~finite).sum())} samples with a non-finite timestamp")
+            ts, vals = ts[finite], vals[finite]
         if len(ts) > 1 and np.any(np.diff(ts) < 0):
             order = np.argsort(ts, kind="stable")
             notes.append(f"session {sid}: series {name!r} timestamps were not in order; sorted {len(ts)} samples")

@@ -39,6 +39,7 @@ from popdecode.errors import UserError
 # Series types that are recordings rather than behaviour.
 _SKIP_TYPES = ("ElectricalSeries", "ImageSeries", "TwoPhotonSeries", "OnePhotonSeries", "ImageMaskSeries")
 _MAX_BEHAVIOUR_DIM = 64
+_MAX_OTHER_VALUES = 20_000_000
 
 
 def _open(path: Path):
@@ -186,7 +187,11 @@ def load_nwb(path: str | Path, targets: list[str] | None = None) -> Session:
         candidates = _behaviour_candidates(nwb)
         chosen = choose_targets(path, list(candidates), targets)
         times, rows, ids, domain, info = _units(nwb, path)
-        series = {name: _series(ts) for name, ts in candidates.items()}
+        # A long analog channel filed as a plain TimeSeries is kept only when it is a target.
+        series = {
+            name: _series(ts) for name, ts in candidates.items()
+            if name in chosen or np.prod(ts.data.shape) <= _MAX_OTHER_VALUES
+        }
         trials, sets = _interval_sets(nwb)
         subject = nwb.subject
         metadata = {
