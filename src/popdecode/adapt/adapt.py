@@ -1,0 +1,234 @@
+"""Few-shot adaptation of a trained POYO to new sessions (spec section 6), over the trainer.
+
+Adaptation is ordinary training (:func:`popdecode.train.trainer.fit`) with three things
+chosen differently:
+
+* **What trains.** ``unit-id`` ("unit identification") trains only the new rows of the unit
+  and session tables: every other parameter is frozen (no gradient at all), and the rows of
+  the sessions the model already knew get a zero gradient, which LAMB's sparse-rows rule
+  turns into "not touched" (weights, moments, weight decay). The rest of the network stays
+  bit for bit what it was, so the old sessions decode exactly as before. ``finetune`` trains
+  everything; ``unit-id+finetune`` runs the first stage and then the second from its best
+  model.
+* **What is labelled.** Only the first N training trials of each new session carry targets
+  (:mod:`popdecode.adapt.labelled`); the model is evaluated on the session's test split.
+* **How long.** Budgets are optimisation *steps* per stage, turned into whole epochs over the
+  labelled windows (``epochs = ceil(steps / steps_per_epoch)``): five labelled trials are one
+  batch per epoch, all trials of a session ten or more, and a step costs the same either way,
+  so the time is set by the steps. The new embeddings start from N(0, 0.02) and must travel
+  far, so unit identification uses a larger learning rate than pretraining (LAMB moves a
+  tensor by ``lr x |w|`` per step); fine-tuning uses a small one so as not to wash out what
+  pretraining learned.
+
+Model selection: the best epoch by R^2 on the new sessions' valid split, checked about
+``evals`` times per stage; with ``no_valid`` the valid split is hidden and the last epoch is
+kept (a user with N labelled trials may have no validation trials to spare).
+
+:func:`train_scratch` is the comparison every few-shot claim needs: a fresh model of the same
+shape trained on the same labelled trials of one session only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from popdecode.adapt.labelled import UNLABELLED, LabelledSession
+from popdecode.adapt.new_rows import add_rows, adapted_meta, check_new_sessions, labelled_normalization, new_session_readouts
+from popdecode.data.intervals import Intervals
+from popdecode.errors import UserError
+from popdecode.evaluate.predict import predict_split, score
+from popdecode.evaluate.results import ResultRow
+from popdecode.model.io import load_model
+from popdecode.tokenize.sampler import TrainWindowSampler
+from popdecode.train import setup
+from popdecode.train.checkpoint import CHECKPOINT_DIR
+from popdecode.train.config import DEFAULT_LOSS_WEIGHTS, TrainConfig
+from popdecode.train.trainer import fit, resolve_device, table_parameters
+
+MODES = ("unit-id", "finetune", "unit-id+finetune")
+
+
+@dataclass(kw_only=True)
+class AdaptConfig:
+    """Everything ``popdecode adapt`` can be told about how to adapt (and compare)."""
+
+    mode: str = "unit-id"  # see MODES
+    steps: int = 200  # unit-id stage: optimisation steps
+    lr: float = 1e-2  # unit-id stage: peak learning rate
+    finetune_steps: int = 200  # finetune stage: optimisation steps
+    finetune_lr: float = 1e-3  # finetune stage: peak learning rate
+    batch_size: int = 16  # windows per step
+    optimizer: str = "lamb"  # "lamb" or "adamw"
+    weight_decay: float = 1e-4
+    unit_dropout: bool = True
+    evals: int = 10  # validations per stage (model selection)
+    no_valid: bool = False  # hide the valid split: keep the last epoch
+    reuse_session: bool = False  # allow sessions already in the vocabulary
+    scratch_steps: int = 400  # from-scratch comparison: steps and learning rate
+    scratch_lr: float = 2e-3
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    num_workers: int = 0
+    threads: int | None = None
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise UserError(f"--mode must be one of {', '.join(MODES)} (got {self.mode!r})")
+        for flag, value in (("--steps", self.steps), ("--finetune-steps", self.finetune_steps),
+                            ("--scratch-steps", self.scratch_steps), ("--batch-size", self.batch_size),
+                            ("--evals", self.evals)):
+            if value < 1:
+                raise UserError(f"{flag} must be at least 1 (got {value})")
+        for flag, value in (("--lr", self.lr), ("--finetune-lr", self.finetune_lr), ("--scratch-lr", self.scratch_lr)):
+            if not value > 0:
+                raise UserError(f"{flag} must be positive (got {value})")
+
+    @property
+    def stages(self) -> list[tuple[str, int, float]]:
+        """(stage name, steps, peak lr) in the order they run."""
+        out = []
+        if self.mode in ("unit-id", "unit-id+finetune"):
+            out.append(("unit-id", self.steps, self.lr))
+        if self.mode in ("finetune", "unit-id+finetune"):
+            out.append(("finetune", self.finetune_steps, self.finetune_lr))
+        return out
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def stage_config(cfg: AdaptConfig, *, steps: int, lr: float, windows_per_epoch: int) -> TrainConfig:
+    """The trainer's configuration for one stage of ``steps`` steps over the labelled windows."""
+    steps_per_epoch = max(1, math.ceil(windows_per_epoch / cfg.batch_size))
+    epochs = max(1, math.ceil(steps / steps_per_epoch))
+    return TrainConfig(
+        epochs=epochs, batch_size=cfg.batch_size, lr=lr, optimizer=cfg.optimizer,
+        weight_decay=cfg.weight_decay, unit_dropout=cfg.unit_dropout,
+        # Samples outside the labelled trials enter windows as input only.
+        loss_weights={**DEFAULT_LOSS_WEIGHTS, UNLABELLED: 0.0},
+        eval_every=max(1, epochs // cfg.evals), seed=cfg.seed, device=cfg.device,
+        precision=cfg.precision, num_workers=cfg.num_workers, threads=cfg.threads,
+    )
+
+
+def labelled_windows(views: Sequence[LabelledSession], window_length: float) -> int:
+    """Training windows per epoch over the labelled spans of ``views``."""
+    return TrainWindowSampler(intervals=[v.split("train") for v in views], window_length=window_length).total_windows
+
+
+def _fit_stage(model, views, tcfg: TrainConfig, out_dir: Path, *, meta: dict, trainable=None, row_masks=None):
+    """``fit`` one stage into ``out_dir``; returns (best model, its meta, summary).
+
+    The stage's resumable checkpoint is dropped afterwards: an adaptation is minutes long and
+    restarts from the pretrained run, and the checkpoint would triple the run's size.
+    """
+    tick = time.perf_counter()
+    summary = fit(model, views, tcfg, out_dir, meta=meta, trainable=trainable, row_masks=row_masks)
+    seconds = time.perf_counter() - tick
+    shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
+    best, best_meta = load_model(out_dir)
+    info = {"steps": summary["steps"], "epochs": summary["epochs_done"], "seconds": round(seconds, 2),
+            "best_epoch": summary["best_epoch"], "best_valid_r2": summary["best_valid_r2"],
+            "lr": tcfg.lr, "batch_size": tcfg.batch_size}
+    return best, best_meta, info
+
+
+def adapt(
+    model,
+    meta: dict,
+    sessions: Sequence,
+    pieces: dict[str, Intervals],
+    cfg: AdaptConfig,
+    work_dir: str | Path,
+) -> tuple[object, dict, dict]:
+    """Adapt ``model`` to ``sessions`` (all together) on their labelled ``pieces``.
+
+    Each stage trains into ``work_dir/<stage>/`` (model, log, config); the last stage's best
+    model is the result. Returns ``(model, meta, info)`` with ``info`` = per-stage steps,
+    epochs, seconds and best valid R^2, and the total seconds.
+    """
+    work_dir = Path(work_dir)
+    window_length = float(model.config.window_length)
+    readouts = check_new_sessions(model, sessions, reuse=cfg.reuse_session)
+    masks = add_rows(model, sessions)
+    meta = adapted_meta(meta, sessions, readouts, pieces)
+    meta["adaptation"] = {
+        "mode": cfg.mode,
+        "sessions": [s.id for s in sessions],
+        "labelled_trials": {s.id: len(pieces[s.id]) for s in sessions},
+        "labelled_seconds": {s.id: round(pieces[s.id].duration, 3) for s in sessions},
+    }
+    views = [LabelledSession(s, pieces[s.id], window_length=window_length, no_valid=cfg.no_valid) for s in sessions]
+    windows = labelled_windows(views, window_length)
+    info: dict = {"stages": {}, "windows_per_epoch": windows}
+    total = 0.0
+    for name, steps, lr in cfg.stages:
+        tcfg = stage_config(cfg, steps=steps, lr=lr, windows_per_epoch=windows)
+        if name == "unit-id":
+            trainable, row_masks = table_parameters(model), masks
+        else:
+            trainable, row_masks = list(model.parameters()), None
+        model, final_meta, stage_info = _fit_stage(model, views, tcfg, work_dir / name, meta=meta,
+                                                   trainable=trainable, row_masks=row_masks)
+        info["stages"][name] = stage_info
+        total += stage_info["seconds"]
+    info["seconds"] = round(total, 2)
+    return model, final_meta, info
+
+
+def train_scratch(reference_model, session, piece: Intervals, cfg: AdaptConfig, out_dir: str | Path):
+    """A fresh POYO shaped like ``reference_model``, trained only on ``piece`` of ``session``.
+
+    Same window length, unit dropout and loss as adaptation; its own step budget and learning
+    rate (``scratch_steps``, ``scratch_lr``): a network learning from nothing needs more steps
+    than embeddings learning to fit a trained one. Returns ``(model, meta, info)``.
+    """
+    from popdecode.model.poyo import POYO
+
+    out_dir = Path(out_dir)
+    readouts = new_session_readouts(reference_model, session)
+    torch.manual_seed(cfg.seed)
+    model = POYO(config=reference_model.config, readouts={r: reference_model.readout_dims[r] for r in readouts})
+    setup.register_sessions(model, [session])
+    meta = {
+        "normalization": setup.normalization_to_meta(labelled_normalization([session], {session.id: piece}, readouts)),
+        "session_readouts": {session.id: readouts},
+        "scratch": {"session": session.id, "labelled_trials": len(piece)},
+    }
+    window_length = float(model.config.window_length)
+    view = LabelledSession(session, piece, window_length=window_length, no_valid=cfg.no_valid)
+    tcfg = stage_config(cfg, steps=cfg.scratch_steps, lr=cfg.scratch_lr,
+                        windows_per_epoch=labelled_windows([view], window_length))
+    return _fit_stage(model, [view], tcfg, out_dir, meta=meta)
+
+
+def evaluate_test(model, meta: dict, sessions: Sequence, *, method: str, cfg: AdaptConfig,
+                  split: str = "test") -> list[ResultRow]:
+    """R^2 of ``model`` on each session's ``split`` (stitched windows, eval mask), as result rows."""
+    device = resolve_device(cfg.device)
+    model = model.to(device)
+    tokenizer = setup.make_tokenizer(model, sessions, meta, train=False, window_length=float(model.config.window_length))
+    stitched = predict_split(model, sessions, tokenizer, split=split,
+                             normalization=setup.normalization_from_meta(meta),
+                             device=device, precision=cfg.precision)
+    rows = score(stitched, method=method, split=split)
+    missing = [s.id for s in sessions if not any(r.session == s.id for r in rows)]
+    for sid in missing:  # no test split: say so in the table rather than dropping the session
+        rows.append(ResultRow(method=method, split=split, session=sid, readout="", r2=float("nan"), n_timestamps=0))
+    return rows
+
+
+def mean_session_r2(rows: list[ResultRow], session: str) -> float:
+    """One session's R^2, averaged over its readouts (NaN when it has none)."""
+    values = [r.r2 for r in rows if r.session == session and not math.isnan(r.r2)]
+    return float(np.mean(values)) if values else float("nan")

@@ -1,0 +1,174 @@
+"""Adapt a trained model to new sessions, whose neurons it has never seen, from a few trials.
+
+    popdecode adapt RUN --data NEWDIR --mode unit-id|finetune|unit-id+finetune --out NEWRUN
+                    [--labelled-trials N | FRACTION | all | 5,10,20,50,all] [--sessions GLOB ...]
+
+The model gets new embedding rows for every unit and for each new session (N(0, 0.02), as in
+training) and keeps all of its existing rows. Modes (spec section 6):
+  unit-id            train only the new rows; every other weight stays bit for bit the same
+  finetune           train everything
+  unit-id+finetune   unit-id for --steps steps, then everything for --finetune-steps steps
+Only the first N "training trials" of each new session are labelled: its trials that lie in
+a train interval at least one window (1 s) long, in time order (short trials get a full 1 s
+window around them; samples outside the labelled trials are input only, never targets).
+Model selection uses the new sessions' valid split (--no-valid: keep the last epoch); the
+score is always the test split. With several --labelled-trials values each one is run from
+the pretrained model, next to a model trained from scratch on the same trials
+(--no-scratch to skip; --scratch to add it to a single value).
+
+NEWRUN is a normal run directory (`popdecode evaluate NEWRUN --data NEWDIR` works) holding
+the model adapted with the last --labelled-trials value, plus:
+  adapt_results.csv/.json     per-session test R^2 of every model (popdecode.evaluate.results)
+  learning_curve.csv/.json    mode, requested, labelled_trials, session, r2_adapt, r2_scratch,
+                              seconds_adapt, seconds_scratch
+  learning_curve.png          test R^2 against labelled trials
+  adapt_config.json           the settings, the labelled trials and the timings
+  adapt/<N>/<stage>/, scratch/<N>/<session>/   every model trained, with its train_log.csv
+NEWRUN appears only when everything has finished.
+
+examples:
+  popdecode adapt runs/pre --data heldout --mode unit-id --labelled-trials 10 --out runs/pre-10
+  popdecode adapt runs/pre --data heldout --mode unit-id --labelled-trials 5,10,20,50,all --out runs/curve
+  popdecode adapt tb_run --data mine --sessions 'mihi*' --mode unit-id+finetune --out runs/mihi
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import sys
+from pathlib import Path
+
+from popdecode.adapt.adapt import MODES, AdaptConfig
+
+RESULTS_CSV = "adapt_results.csv"
+CONFIG_JSON = "adapt_config.json"
+# What makes NEWRUN a normal run: copied from the directory of the last adapted model.
+RUN_FILES = ("model.safetensors", "model.json", "train_log.csv", "train_config.json")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = AdaptConfig()
+    p.add_argument("run", metavar="RUN", help="trained run directory (popdecode train, or convert-torch-brain)")
+    p.add_argument("--data", nargs="+", required=True, metavar="NEWDIR", help="store(s) holding the new sessions")
+    p.add_argument("--out", required=True, metavar="NEWRUN", help="run directory to write")
+    p.add_argument("--mode", choices=MODES, default=d.mode, help=f"what trains (default {d.mode})")
+    p.add_argument("--labelled-trials", default="all", metavar="N[,N...]",
+                   help="labelled training trials per session: a count (10), a fraction (0.25), 'all', or a "
+                        "comma list for a learning curve (default all)")
+    p.add_argument("--sessions", nargs="+", default=[], metavar="GLOB",
+                   help="adapt to these sessions of NEWDIR (default: every session the model does not know)")
+    p.add_argument("--reuse-session", action="store_true",
+                   help="accept sessions already in the model's vocabulary and train their rows again")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"unit-id stage: optimisation steps (default {d.steps})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"unit-id stage: peak learning rate (default {d.lr:g})")
+    p.add_argument("--finetune-steps", type=int, default=d.finetune_steps,
+                   help=f"finetune stage: optimisation steps (default {d.finetune_steps})")
+    p.add_argument("--finetune-lr", type=float, default=d.finetune_lr,
+                   help=f"finetune stage: peak learning rate (default {d.finetune_lr:g})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"windows per step (default {d.batch_size})")
+    p.add_argument("--optimizer", choices=("lamb", "adamw"), default=d.optimizer, help="optimiser (default lamb)")
+    p.add_argument("--evals", type=int, default=d.evals, help=f"validations per stage, for model selection (default {d.evals})")
+    p.add_argument("--no-valid", action="store_true", help="do not select on the valid split: keep the last epoch")
+    p.add_argument("--scratch", action=argparse.BooleanOptionalAction, default=None,
+                   help="also train a model from scratch on the same trials (default: on for several --labelled-trials values)")
+    p.add_argument("--scratch-steps", type=int, default=d.scratch_steps,
+                   help=f"from-scratch model: optimisation steps (default {d.scratch_steps})")
+    p.add_argument("--scratch-lr", type=float, default=d.scratch_lr,
+                   help=f"from-scratch model: peak learning rate (default {d.scratch_lr:g})")
+    p.add_argument("--no-unit-dropout", action="store_true", help="turn off the unit-dropout augmentation")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of new rows, window order and dropout")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="where to train (default auto)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision, help="bf16 runs the forward under autocast")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch decides)")
+    p.add_argument("--num-workers", type=int, default=d.num_workers, help="tokenizer worker processes (default 0)")
+    p.add_argument("--force", action="store_true", help="replace NEWRUN if it already holds a model")
+
+
+def config_from_args(args: argparse.Namespace) -> AdaptConfig:
+    return AdaptConfig(
+        mode=args.mode, steps=args.steps, lr=args.lr, finetune_steps=args.finetune_steps,
+        finetune_lr=args.finetune_lr, batch_size=args.batch_size, optimizer=args.optimizer,
+        unit_dropout=not args.no_unit_dropout, evals=args.evals, no_valid=args.no_valid,
+        reuse_session=args.reuse_session, scratch_steps=args.scratch_steps, scratch_lr=args.scratch_lr,
+        seed=args.seed, device=args.device, precision=args.precision, num_workers=args.num_workers,
+        threads=args.threads,
+    )
+
+
+def choose_sessions(model, all_sessions, patterns, *, reuse: bool):
+    """The new sessions to adapt to (see --sessions); known ones are refused unless reused."""
+    from popdecode.adapt.new_rows import check_new_sessions
+    from popdecode.errors import UserError
+    from popdecode.train import setup
+
+    if patterns:
+        chosen = setup.select_sessions(all_sessions, patterns)
+    else:
+        known = set(model.session_vocab.names)
+        fresh = [s for s in all_sessions if s.id not in known]
+        if not all_sessions:
+            raise UserError("the store holds no session; add the new session with popdecode prepare")
+        if fresh and not reuse:
+            skipped = len(all_sessions) - len(fresh)
+            if skipped:
+                print(f"popdecode: note: skipping {skipped} session(s) the model already knows; "
+                      "name them with --sessions and --reuse-session to adapt them again", file=sys.stderr)
+            chosen = fresh
+        else:
+            chosen = list(all_sessions)
+    check_new_sessions(model, chosen, reuse=reuse)
+    return chosen
+
+
+def run(args: argparse.Namespace) -> int:
+    from popdecode.adapt.curve import run_points, write_curve
+    from popdecode.adapt.labelled import labelled_pieces, parse_labelled_trials
+    from popdecode.data.store import open_sessions
+    from popdecode.errors import UserError
+    from popdecode.evaluate.results import format_table, write_results
+    from popdecode.model.io import META, load_model
+    from popdecode.utils.atomic import atomic_path, write_json
+
+    cfg = config_from_args(args)
+    specs = parse_labelled_trials(args.labelled_trials)
+    run_dir, out = Path(args.run), Path(args.out)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist; train a model first (popdecode train --out {run_dir})")
+    if out.resolve() == run_dir.resolve():
+        raise UserError("--out must differ from RUN: the pretrained run is read, never changed")
+    if (out / META).exists() and not args.force:
+        raise UserError(f"{out} already holds a model; choose another --out or pass --force")
+
+    # Every check before any training: a bad input fails in seconds, not after an adaptation.
+    model, _ = load_model(run_dir)
+    sessions = choose_sessions(model, open_sessions(args.data), args.sessions, reuse=cfg.reuse_session)
+    window_length = float(model.config.window_length)
+    for spec in specs:
+        for s in sessions:
+            labelled_pieces(s, spec, window_length)
+    scratch = args.scratch if args.scratch is not None else len(specs) > 1
+
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        points, rows, info = run_points(run_dir, sessions, specs, cfg, tmp, scratch=scratch)
+        last = Path(info.pop("last"))
+        for name in RUN_FILES:
+            if (last / name).exists():
+                shutil.copy2(last / name, tmp / name)
+        write_results(tmp / RESULTS_CSV, rows)
+        write_curve(tmp, points, title=f"{cfg.mode}: {run_dir.name} -> {', '.join(s.id for s in sessions)}")
+        write_json(tmp / CONFIG_JSON, {
+            "run": str(run_dir), "data": list(args.data), "sessions": [s.id for s in sessions],
+            "labelled_trials": [s.label for s in specs], "scratch": scratch, "config": cfg.to_dict(),
+            "model": str(last.relative_to(tmp)),
+            "timings": {k: v for k, v in info.items()},
+        })
+
+    print(format_table(rows))
+    for p in points:
+        gain = "" if p.r2_scratch is None or math.isnan(p.r2_scratch) else f"  scratch {p.r2_scratch:.3f}"
+        print(f"{p.session:<28} {p.requested:>6} ({p.labelled_trials:>3} trials)  {p.mode} {p.r2_adapt:.3f}{gain}")
+    print(f"model: {out}/model.safetensors  results: {out}/{RESULTS_CSV}  curve: {out}/learning_curve.png")
+    return 0
