@@ -14,11 +14,18 @@ decoder's R^2 whatever the unit count, and equally for slow and fast reaches.
     drive = direction_gain * (v . e_pd) / v_scale         velocity along the preferred direction
           + speed_gain * |v| / v_scale                     speed, whatever the direction
           + position_gain * (p . e_pp) / p_scale           position along a preferred axis
+          + prep_gain * (e_target . e_prep) * envelope(t)  preparing the upcoming reach
+          + onset_gain * bump(t)                           a transient at movement onset
           + loadings . z(t)                                shared latent noise (not behaviour)
 
 At rest at the centre the drive is 0 and the rate is the baseline. The exponential makes the
-tuning curves sharper than a cosine and multiplies direction by speed: a linear read-out of
-counts cannot undo that, which leaves room for nonlinear decoders. A share of the pool is
+tuning curves sharper than a cosine and multiplies direction by speed; the first latent is
+a slow global gain (every loading positive) that scales all rates together; preparatory
+activity, tuned to the upcoming reach while the hand is still, uses its own preferred
+direction. A linear read-out of counts cannot undo any of that (it reads a gain change or
+preparation as movement), which leaves room for nonlinear decoders with longer context.
+Untuned neurons (``untuned_fraction``) follow only the latents: no movement, preparation or
+onset terms. A share of the pool is
 untuned (all gains 0) and only some neurons carry position.
 
 Spikes: a Poisson count per rate bin, placed uniformly inside the bin, then every spike that
@@ -40,9 +47,9 @@ class TuningConfig:
     pool_size: int = 300
     baseline_rate: tuple[float, float] = (1.0, 40.0)  # Hz, drawn log-uniformly
     max_rate: float = 200.0  # Hz, hard ceiling of the exponential
-    untuned_fraction: float = 0.2
+    untuned_fraction: float = 0.3
     position_tuned_fraction: float = 0.4
-    direction_gain: tuple[float, float] = (0.4, 1.2)
+    direction_gain: tuple[float, float] = (0.25, 0.75)
     speed_gain: tuple[float, float] = (-0.2, 0.5)
     position_gain: tuple[float, float] = (0.1, 0.5)
     lag: tuple[float, float] = (0.0, 0.15)  # s, neuron leads the hand by this much
@@ -51,8 +58,13 @@ class TuningConfig:
     latent_dim: int = 3  # shared fluctuations unrelated to behaviour
     latent_timescale: float = 0.3  # s
     latent_loading_sd: float = 0.4  # per neuron and latent dimension
-    command_noise_sd: float = 2.0  # cm/s, per axis: the velocity the neurons encode is not the hand's
-    command_noise_speed: float = 0.25  # ... plus this fraction of the hand speed (signal-dependent)
+    global_gain_sd: float = 0.5  # log-scale sd of a slow excitability drift shared by all
+    global_gain_timescale: float = 2.0  # s
+    prep_tuned_fraction: float = 0.6  # neurons active while preparing a reach
+    prep_gain: tuple[float, float] = (0.3, 1.0)  # tuned to the upcoming reach direction
+    onset_gain: tuple[float, float] = (0.0, 0.8)  # transient at movement onset, any direction
+    command_noise_sd: float = 1.5  # cm/s, per axis: the velocity the neurons encode is not the hand's
+    command_noise_speed: float = 0.15  # ... plus this fraction of the hand speed (signal-dependent)
     command_noise_timescale: float = 0.15  # s
     session_gain_sd: float = 0.1  # log-normal per-session change of each unit's rate
     refractory_period: float = 0.002  # s
@@ -69,7 +81,10 @@ class NeuronPool:
     position_direction: np.ndarray  # rad, position tuning axis
     position_gain: np.ndarray
     lag: np.ndarray  # s
-    latent_loadings: np.ndarray  # [pool_size, latent_dim]
+    latent_loadings: np.ndarray  # [pool_size, 1 + latent_dim]; column 0: the global gain
+    prep_direction: np.ndarray  # rad, preferred upcoming reach direction while preparing
+    prep_gain: np.ndarray
+    onset_gain: np.ndarray
     tuned: np.ndarray  # bool
 
     @property
@@ -97,7 +112,15 @@ def draw_pool(rng: np.random.Generator, cfg: TuningConfig) -> NeuronPool:
         position_direction=rng.uniform(-np.pi, np.pi, n),
         position_gain=rng.uniform(*cfg.position_gain, n) * pos_tuned,
         lag=rng.uniform(*cfg.lag, n),
-        latent_loadings=rng.normal(0.0, cfg.latent_loading_sd, (n, cfg.latent_dim)),
+        latent_loadings=np.concatenate([
+            rng.uniform(0.5, 1.5, (n, 1)),  # every neuron follows the global gain, some more
+            rng.normal(0.0, cfg.latent_loading_sd, (n, cfg.latent_dim)),
+        ], axis=1),
+        # Preparatory tuning is unrelated to movement tuning (it lives in other dimensions
+        # of the population's activity), so a direction of its own.
+        prep_direction=rng.uniform(-np.pi, np.pi, n),
+        prep_gain=rng.uniform(*cfg.prep_gain, n) * (rng.random(n) < cfg.prep_tuned_fraction) * tuned,
+        onset_gain=rng.uniform(*cfg.onset_gain, n) * tuned,
         tuned=tuned,
     )
 
@@ -114,9 +137,14 @@ def _lagged(y: np.ndarray, lag_samples: np.ndarray) -> np.ndarray:
 
 def firing_rates(
     pool: NeuronPool, cfg: TuningConfig, *, position: np.ndarray, velocity: np.ndarray,
-    latents: np.ndarray, command_noise: np.ndarray, dt: float, session_gain: np.ndarray,
+    latents: np.ndarray, command_noise: np.ndarray, preparation: np.ndarray, onset: np.ndarray,
+    dt: float, session_gain: np.ndarray,
 ) -> np.ndarray:
-    """True rates (Hz) [T, N] of the pool's neurons, on the behaviour's sample grid."""
+    """True rates (Hz) [T, N] of the pool's neurons, on the behaviour's sample grid.
+
+    ``latents`` [T, 1 + latent_dim] (column 0 the global gain, in log units), ``preparation``
+    [T, 2] and ``onset`` [T] come from :func:`~popdecode.simulate.reaching.task_signals`.
+    """
     v = (velocity + command_noise) / cfg.velocity_scale
     p = position / cfg.position_scale
     state = np.concatenate([v, np.hypot(v[:, 0], v[:, 1])[:, None], p], axis=1)  # [T, 5]
@@ -129,7 +157,13 @@ def firing_rates(
         pool.position_gain * np.cos(pool.position_direction),
         pool.position_gain * np.sin(pool.position_direction),
     ])
-    drive = _lagged(state @ weights, pool.lag / dt) + latents @ pool.latent_loadings.T
+    prep = pool.prep_gain * np.stack([np.cos(pool.prep_direction), np.sin(pool.prep_direction)])
+    drive = (
+        _lagged(state @ weights, pool.lag / dt)
+        + latents @ pool.latent_loadings.T
+        + preparation @ prep
+        + onset[:, None] * pool.onset_gain
+    )
     rate = np.minimum(cfg.max_rate, pool.baseline_rate * np.exp(drive))
     return rate * session_gain
 

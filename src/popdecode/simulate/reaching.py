@@ -12,6 +12,9 @@ Two tasks, both in a plane with the hand starting at the centre (0, 0) cm:
     reach ended, a new target appears (it is the go cue), a reaction time, then a reach to it.
     Phases: hold, reach (no return).
 
+:func:`task_signals` gives what the task adds to neural activity besides the movement
+itself: preparation for the upcoming reach and a transient at movement onset.
+
 Every movement follows a minimum-jerk profile, so speed is bell-shaped, with a small random
 sideways bow so that reaches are not perfectly straight, and the hand jitters slightly at
 all times. The timeline is built as a list of *segments* (from point p0 at t0 to point p1 at
@@ -205,3 +208,34 @@ def simulate_reaching(
     position += jitter[:-1]
     velocity += np.diff(jitter, axis=0) / dt  # on the sample grid: matches a finite difference
     return Reaching(t, position, velocity, trials, phases, end)
+
+
+def task_signals(
+    r: Reaching, *, ramp: float = 0.2, decay: float = 0.1, onset_delay: float = 0.05,
+    onset_width: float = 0.08,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Signals of the task that are not hand movement, on the sample grid.
+
+    ``preparation`` [T, 2]: the unit vector of the upcoming reach direction (the trials'
+    ``target_angle``) times an envelope that ramps from 0 to 1 over ``ramp`` seconds after
+    the target appears, holds until movement onset, then decays with time constant ``decay``.
+    ``onset`` [T]: a bump peaking ``onset_delay`` after each movement onset (the
+    condition-independent transient seen in motor cortex whatever the direction).
+    """
+    t = r.timestamps
+    tr = r.trials
+    k = np.searchsorted(tr["target_on"], t, side="right") - 1  # the trial whose target is up
+    seen = k >= 0
+    k = np.clip(k, 0, None)
+    since_on = t - tr["target_on"][k]
+    after_onset = np.clip(t - tr["movement_onset"][k], 0.0, None)
+    envelope = np.clip(since_on / ramp, 0.0, 1.0) * np.exp(-after_onset / decay) * seen
+    angle = tr["target_angle"][k]
+    preparation = envelope[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    # Nearest movement onset (shifted by the delay) to each sample.
+    peaks = tr["movement_onset"] + onset_delay
+    j = np.searchsorted(peaks, t)
+    before, after = peaks[np.clip(j - 1, 0, len(peaks) - 1)], peaks[np.clip(j, 0, len(peaks) - 1)]
+    nearest = np.minimum(np.abs(t - before), np.abs(t - after))
+    onset = np.exp(-0.5 * (nearest / onset_width) ** 2)
+    return preparation, onset

@@ -19,6 +19,7 @@ an R^2 of roughly 0.6 to 0.8 on held-out reaches (see tests/simulate/test_simula
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -28,7 +29,7 @@ from popdecode.data.session import Series, Session
 from popdecode.data.splits import assign_splits
 from popdecode.simulate.ground_truth import GroundTruth
 from popdecode.simulate.neurons import TuningConfig, draw_pool, draw_spikes, firing_rates
-from popdecode.simulate.reaching import TASKS, ReachingConfig, smooth_noise, simulate_reaching
+from popdecode.simulate.reaching import TASKS, ReachingConfig, simulate_reaching, smooth_noise, task_signals
 from popdecode.utils.progress import progress
 
 TASK_CHOICES = (*TASKS, "mixed")
@@ -50,6 +51,20 @@ class SimulationConfig:
     animal_speed_factor: tuple[float, float] = (0.85, 1.2)  # reach durations x this, per animal
     reaching: ReachingConfig = field(default_factory=ReachingConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
+
+    def to_dict(self) -> dict:
+        """Plain JSON values (tuples become lists), as saved in the ground truth."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SimulationConfig":
+        """The inverse of :meth:`to_dict` (e.g. ``from_dict(load_ground_truth(dir).config)``)."""
+        def tuples(sub: dict) -> dict:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in sub.items()}
+        d = tuples(d)
+        d["reaching"] = ReachingConfig(**tuples(d["reaching"]))
+        d["tuning"] = TuningConfig(**tuples(d["tuning"]))
+        return cls(**d)
 
     def validate(self) -> None:
         """Raise ValueError on settings that cannot produce a dataset."""
@@ -91,13 +106,19 @@ def simulate_session(config: SimulationConfig, animal: int, session: int, pool, 
     num_units = int(rng.integers(config.min_units, config.max_units + 1))
     pool_index = rng.choice(pool.size, size=num_units, replace=False)  # random order too
     gain = np.exp(rng.normal(0.0, tcfg.session_gain_sd, num_units))
-    latents = smooth_noise(rng, len(behaviour.timestamps), tcfg.latent_dim, tcfg.latent_timescale / dt)
+    T = len(behaviour.timestamps)
+    latents = np.concatenate([
+        tcfg.global_gain_sd * smooth_noise(rng, T, 1, tcfg.global_gain_timescale / dt),
+        smooth_noise(rng, T, tcfg.latent_dim, tcfg.latent_timescale / dt),
+    ], axis=1)
+    preparation, onset = task_signals(behaviour)
     speed = np.hypot(behaviour.velocity[:, 0], behaviour.velocity[:, 1])[:, None]
     command_noise = (tcfg.command_noise_sd + tcfg.command_noise_speed * speed) * smooth_noise(
-        rng, len(behaviour.timestamps), 2, tcfg.command_noise_timescale / dt)
+        rng, T, 2, tcfg.command_noise_timescale / dt)
     rates = firing_rates(
         pool.subset(pool_index), tcfg, position=behaviour.position, velocity=behaviour.velocity,
-        latents=latents, command_noise=command_noise, dt=dt, session_gain=gain,
+        latents=latents, command_noise=command_noise, preparation=preparation, onset=onset,
+        dt=dt, session_gain=gain,
     )
     spike_times, spike_units = draw_spikes(rng, rates, dt=dt, refractory_period=tcfg.refractory_period)
 
@@ -132,7 +153,7 @@ def simulate_session(config: SimulationConfig, animal: int, session: int, pool, 
 def simulate_dataset(config: SimulationConfig, *, show_progress: bool = True) -> tuple[list[Session], GroundTruth]:
     """Simulate every session of every animal; returns the sessions and their ground truth."""
     config.validate()
-    truth = GroundTruth(config=asdict(config), rate_step=1.0 / config.reaching.sample_rate)
+    truth = GroundTruth(config=config.to_dict(), rate_step=1.0 / config.reaching.sample_rate)
     sessions: list[Session] = []
     bar_options = {} if show_progress else {"disable": True}
     bar = progress(total=config.num_animals * config.sessions_per_animal, desc="simulate",
