@@ -24,7 +24,8 @@ def test_one_step_of_the_real_preset(store, tmp_path, capsys):
     threads = torch.get_num_threads()
     try:
         code = main(["train", "--data", str(store), "--out", str(tmp_path / "run"), "--preset", "poyo-1.3M",
-                     "--batch-size", "4", "--max-steps", "1", "--threads", "1", "--sessions", "easy-1"])
+                     "--batch-size", "4", "--max-steps", "1", "--threads", "1", "--sessions", "easy-1",
+                     "--model-option", "depth=2", "--model-option", "lin_dropout=0.3"])
     finally:
         torch.set_num_threads(threads)
     assert code == 0
@@ -34,6 +35,7 @@ def test_one_step_of_the_real_preset(store, tmp_path, capsys):
     doc = json.loads((tmp_path / "run" / "model.json").read_text())
     assert doc["session_vocab"] == ["easy-1"] and len(doc["unit_vocab"]) == 12
     assert doc["meta"]["train_config"]["batch_size"] == 4
+    assert doc["config"]["depth"] == 2 and doc["config"]["lin_dropout"] == 0.3 and doc["config"]["dim"] == 64
     assert doc["meta"]["train_config"]["loss_weights"]["reach"] == 5.0
 
 
@@ -42,6 +44,9 @@ def test_one_step_of_the_real_preset(store, tmp_path, capsys):
     (["--sessions", "rat*"], "no session matches 'rat*'; sessions in the data: easy-0, easy-1"),
     (["--exclude-sessions", "easy-*"], "the session filters leave no session; loosen --sessions / --exclude-sessions"),
     (["--preset", "poyo-9B"], "unknown preset 'poyo-9B'; choose one of poyo-1.3M, poyo-11.8M"),
+    (["--model-option", "width=3"], "--model-option expects KEY=VALUE with KEY one of atn_dropout, cross_heads, depth, "
+     "dim, dim_head, emb_init_scale, ffn_dropout, latent_step, lin_dropout, num_latents_per_step, self_heads, t_max, "
+     "t_min, window_length; got 'width=3'"),
     (["--loss-weight", "reach"], "--loss-weight expects SET=WEIGHT such as reach=5, got 'reach'"),
     (["--resume"], "nothing to resume in {out}: no checkpoint/state.json there; drop --resume to start a new run"),
 ])

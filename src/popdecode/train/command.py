@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="store directories (popdecode prepare / simulate)")
     p.add_argument("--out", required=True, metavar="RUN", help="run directory to write (model, log, checkpoint)")
     p.add_argument("--preset", default=d.preset, help=f"model size (default {d.preset}; also poyo-11.8M)")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one field of the preset, e.g. depth=2 or num_latents_per_step=8 (repeatable)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over the training windows (default {d.epochs})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"windows per step (default {d.batch_size})")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3.125e-5 x batch size)")
@@ -64,10 +66,34 @@ def _loss_weights(items: list[str]) -> dict[str, float]:
     return weights
 
 
+def _model_options(items: list[str]) -> dict:
+    """``KEY=VALUE`` pairs for POYOConfig fields; values parse as int, then float, else stay text."""
+    import dataclasses
+
+    from popdecode.errors import UserError
+    from popdecode.model.config import POYOConfig
+
+    fields = {f.name for f in dataclasses.fields(POYOConfig)}
+    out: dict = {}
+    for item in items:
+        key, sep, value = (x.strip() for x in item.partition("="))
+        if not sep or key not in fields:
+            raise UserError(f"--model-option expects KEY=VALUE with KEY one of {', '.join(sorted(fields))}; got {item!r}")
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=list(args.data), sessions=list(args.sessions), exclude_sessions=list(args.exclude_sessions),
-        preset=args.preset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        preset=args.preset, model_overrides=_model_options(args.model_option), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, weight_decay=args.weight_decay, max_steps=args.max_steps,
         unit_dropout=not args.no_unit_dropout, loss_weights=_loss_weights(args.loss_weight),
         eval_every=args.eval_every, checkpoint_every_steps=args.checkpoint_every,
