@@ -3,7 +3,18 @@ import math
 import numpy as np
 import torch
 
-from popdecode.model.rotary import rotary_cos_sin, rotary_frequencies, rotate
+from popdecode.model.rotary import rotary_frequencies, rotary_phases, rotate
+
+
+def _reference_rotate(x, t, omega):
+    """The rotation written out pair by pair in float64 (the spec's formula)."""
+    x = x.double().clone()
+    for j, w in enumerate(omega.double()):
+        a = t.double() * w  # t is shaped to broadcast against x[..., 0]
+        c, s = torch.cos(a), torch.sin(a)
+        e, o = x[..., 2 * j].clone(), x[..., 2 * j + 1].clone()
+        x[..., 2 * j], x[..., 2 * j + 1] = e * c - o * s, o * c + e * s
+    return x
 
 
 def test_periods_are_log_spaced_from_t_min_to_t_max():
@@ -13,17 +24,25 @@ def test_periods_are_log_spaced_from_t_min_to_t_max():
     np.testing.assert_allclose(periods, expected, rtol=1e-4)
 
 
-def test_rotation_matches_complex_multiplication_and_leaves_second_half():
+def test_rotation_matches_the_pairwise_formula_and_leaves_the_second_half():
     torch.manual_seed(0)
     x = torch.randn(5, 3, 16)  # [L, H, Dh]: 4 rotated pairs in the first 8 coordinates
     t = torch.rand(5)
     omega = rotary_frequencies(num_frequencies=4, t_min=1e-2, t_max=2.0)
-    cos, sin = rotary_cos_sin(t, omega)
-    y = rotate(x, cos[:, None], sin[:, None])
-    z = torch.view_as_complex(x[..., :8].double().reshape(5, 3, 4, 2).contiguous())
-    turned = z * torch.exp(1j * (t.double()[:, None, None] * omega.double()))
-    np.testing.assert_allclose(torch.view_as_real(turned).reshape(5, 3, 8).numpy(), y[..., :8].double().numpy(), atol=1e-5)
+    y = rotate(x, rotary_phases(t, omega)[:, None])
+    np.testing.assert_allclose(y.double().numpy(), _reference_rotate(x, t[:, None], omega).numpy(), atol=1e-5)
     assert torch.equal(y[..., 8:], x[..., 8:])
+
+
+def test_gradient_is_the_backward_rotation_also_when_broadcasting():
+    torch.manual_seed(0)
+    w = torch.randn(1, 3, 8, dtype=torch.float64, requires_grad=True)  # one weight, rotated at 4 times
+    omega = rotary_frequencies(num_frequencies=2, t_min=1e-2, t_max=2.0)
+    phases = rotary_phases(torch.rand(4), omega)[:, None, :]
+    g = torch.randn(4, 3, 8, dtype=torch.float64)
+    (rotate(w, phases).double() * g).sum().backward()
+    expected = rotate(g, phases.conj()).sum(0, keepdim=True)
+    np.testing.assert_allclose(w.grad.numpy(), expected.double().numpy(), atol=1e-6)
 
 
 def test_attention_scores_depend_only_on_time_differences():
@@ -32,19 +51,21 @@ def test_attention_scores_depend_only_on_time_differences():
     omega = rotary_frequencies(num_frequencies=4, t_min=1e-2, t_max=2.0)
 
     def score(tq, tk):
-        cq, sq = rotary_cos_sin(torch.tensor([tq]), omega)
-        ck, sk = rotary_cos_sin(torch.tensor([tk]), omega)
-        return (rotate(q, cq, sq) * rotate(k, ck, sk)).sum()
+        return (rotate(q, rotary_phases(torch.tensor([tq]), omega)) * rotate(k, rotary_phases(torch.tensor([tk]), omega))).sum()
 
     assert torch.allclose(score(0.3, 0.1), score(0.7, 0.5), atol=1e-5)
     assert not torch.allclose(score(0.3, 0.1), score(0.3, 0.2), atol=1e-3)
 
 
-def test_rotating_back_by_minus_t_is_the_identity_and_keeps_dtype_under_bf16():
+def test_large_angles_are_formed_in_float64_and_bf16_input_keeps_its_dtype():
+    omega = rotary_frequencies(num_frequencies=16, t_min=1e-4, t_max=2.0627)
+    t = torch.tensor([0.9999999403953552])  # a float32 time near 1 s: angle ~ 6.3e4 rad
+    z = rotary_phases(t, omega)
+    exact = np.exp(1j * 0.9999999403953552 * omega.double().numpy())
+    assert np.abs(z.numpy()[0] - exact).max() < 1e-6
     x = torch.randn(7, 2, 16).bfloat16()
-    omega = rotary_frequencies(num_frequencies=4, t_min=1e-4, t_max=2.0627)
-    cos, sin = rotary_cos_sin(torch.rand(7) * 1.0, omega)
+    z = rotary_phases(torch.rand(7), omega[:4])[:, None]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = rotate(rotate(x, cos[:, None], sin[:, None]), cos[:, None], -sin[:, None])
-    assert y.dtype == torch.bfloat16 and cos.dtype == torch.float32
+        y = rotate(rotate(x, z), z.conj())
+    assert y.dtype == torch.bfloat16 and z.dtype == torch.complex64
     assert torch.allclose(y.float(), x.float(), atol=2e-2)

@@ -1,14 +1,29 @@
-"""Rotary cross- and self-attention, on top of PyTorch's scaled_dot_product_attention.
+"""Rotary attention for POYO's three attention layers, with the latent side's rotations folded
+into the weights.
 
-Both layers normalise their inputs (pre-LN), project to heads of width ``dim_head``, rotate
-queries and keys by their times (see :mod:`popdecode.model.rotary`), attend, optionally undo
-the rotation of the output ("rotate value"), and project back to ``dim``. Projections to
-q, k, v have no bias; the output projection has one. Tensors keep the layout
-[batch, length, heads, dim_head] until attention itself, which wants heads before length.
+Every layer normalises its inputs (pre-LN), projects them to heads of width ``dim_head``,
+rotates queries and keys by their times (:mod:`popdecode.model.rotary`), attends, optionally
+turns the output back by -t_query ("rotate value"), and projects back to ``dim``. Projections
+to q, k, v have no bias; the output projection has one. The parameter names (``norm``,
+``norm_context``, ``to_q``, ``to_kv``, ``to_qkv``, ``to_out``) follow the reference, so that
+weights convert one to one.
 
-Rotary angles arrive as precomputed (cos, sin) pairs so that one forward pass computes them
-once for all layers. Shapes: the last axis is F (rotated pairs); the axes before it broadcast
-against [batch, length] (a pair of shape [length, F] serves every window alike).
+**Folding rotations into weights.** Rotating a projected vector is linear:
+R(t) (W x) = (R(t) W) x. The latents sit at only T = 8 time points, the same in every window,
+so instead of rotating B x 128 projected latents per layer we rotate the projection weights
+once per time point (8 small matrices) and project each time point's latents with its own
+matrix, one batched matmul [T, B * P, dim] @ [T, dim, out]. The output's back-rotation folds
+into ``to_out`` the same way: W_out R(-t) o has the rows of W_out turned by R(t). Spike
+tokens and output queries have arbitrary times, so they are rotated as activations. For this
+the latents live on a grid [T, B, P, dim] (time point, window, latent within the time point)
+instead of [B, T * P, dim]: per-token layers do not care, and attention regroups them per window.
+
+**Attention.** Without dropout (evaluation) attention is PyTorch's fused
+``scaled_dot_product_attention``. With dropout (training) it is written out, because PyTorch's
+CPU kernels draw their dropout masks with the slow ``bernoulli_``; the mask here comes from
+:func:`popdecode.model.dropout.keep_mask`, and the 1 / keep rescaling is applied to the values,
+which are smaller than the attention matrix. Queries arrive already scaled by dim_head^-0.5
+(folded into their weights where possible).
 """
 
 from __future__ import annotations
@@ -17,29 +32,56 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from popdecode.model.dropout import keep_mask, keep_probability
 from popdecode.model.packing import Packing
 from popdecode.model.rotary import rotate
 
-Rot = tuple[torch.Tensor, torch.Tensor]  # (cos, sin), float32, [..., length, F]
+Rot = torch.Tensor  # unit complex phases exp(i w t), complex64, [..., F]
 
 
-def _heads(rot: Rot) -> Rot:
-    """Insert the heads axis (and, for q/k/v stacks, nothing else) before F."""
-    return rot[0].unsqueeze(-2), rot[1].unsqueeze(-2)
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: float) -> torch.Tensor:
+    """softmax(q k^T) v over the last two axes; q pre-scaled. [..., Lq, Dh] x [..., Lk, Dh].
+
+    With dropout the kept probabilities are NOT rescaled here: the caller folds the
+    1 / keep factor (:func:`out_scale`) into its output projection, a much smaller tensor.
+    """
+    if dropout_p == 0.0:
+        return F.scaled_dot_product_attention(q, k, v, scale=1.0)
+    probs = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
+    probs = probs * keep_mask(tuple(probs.shape), dropout_p, probs.device, probs.dtype)
+    return probs @ v
 
 
-def _attend(q, k, v, mask, dropout_p):
-    """softmax(q k^T / sqrt(d)) v with q, k, v in [B, L, H, Dh]; mask [B, Lk] (True = key kept)."""
-    if mask is not None:
-        mask = mask[:, None, None, :]
-    out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout_p
-    )
-    return out.transpose(1, 2)  # [B, Lq, H, Dh]
+def out_scale(dropout_p: float) -> float:
+    """The dropout rescaling that :func:`attend` leaves to the output projection."""
+    return 1.0 / keep_probability(dropout_p) if dropout_p > 0.0 else 1.0
+
+
+def _grid_to_windows(x: torch.Tensor, t: int, b: int, p: int, parts: int, h: int, dh: int) -> torch.Tensor:
+    """[T, B * P, parts * H * Dh] projections -> [parts, B, H, T * P, Dh] per-window heads."""
+    return x.view(t, b, p, parts, h, dh).permute(3, 1, 4, 0, 2, 5).reshape(parts, b, h, t * p, dh)
+
+
+def _windows_to_grid(x: torch.Tensor, t: int, p: int) -> torch.Tensor:
+    """[B, H, T * P, Dh] attention output -> [T, B * P, H * Dh]."""
+    b, h, _, dh = x.shape
+    return x.view(b, h, t, p, dh).permute(2, 0, 3, 1, 4).reshape(t, b * p, h * dh)
+
+
+def _out_per_time(to_out: nn.Linear, heads: int, dh: int, rot: Rot | None, t: int, scale: float) -> torch.Tensor:
+    """``scale`` x to_out's weight as [T, H * Dh, dim], turned back by -t of each time point if ``rot``."""
+    w = to_out.weight.view(1, -1, heads, dh)  # [1, dim, H, Dh]
+    if scale != 1.0:
+        w = w * scale
+    if rot is not None:
+        w = rotate(w, rot[:, None, None, :])  # rows turned by R(t)
+    else:
+        w = w.expand(t, -1, -1, -1)
+    return w.reshape(t, -1, heads * dh).transpose(1, 2)
 
 
 class RotarySelfAttention(nn.Module):
-    """Latents attend to latents: ``x -> to_out(attn(rot(q), rot(k), rot?(v)))``, pre-LN."""
+    """Processor layer: the latents of each window attend to each other (rotate value on)."""
 
     def __init__(self, *, dim: int, heads: int, dim_head: int, dropout: float, rotate_value: bool):
         super().__init__()
@@ -48,32 +90,31 @@ class RotarySelfAttention(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.to_qkv = nn.Linear(dim, 3 * heads * dim_head, bias=False)
         self.to_out = nn.Linear(heads * dim_head, dim)
+        # q's share of the 1/sqrt(dim_head) attention scale, folded into the q weights.
+        self.register_buffer("qkv_scale", torch.tensor([dim_head**-0.5, 1.0, 1.0])[:, None, None], persistent=False)
 
-    def forward(self, x: torch.Tensor, rot: Rot) -> torch.Tensor:
-        """x [B, L, dim]; rot: (cos, sin) broadcasting to [B, L, F]. Returns [B, L, dim]."""
-        b, n, _ = x.shape
-        qkv = self.to_qkv(self.norm(x)).view(b, n, 3, self.heads, self.dim_head)
-        cos, sin = rot[0][..., None, None, :], rot[1][..., None, None, :]  # [.., L, 1, 1, F]
+    def forward(self, x: torch.Tensor, step_rot: Rot) -> torch.Tensor:
+        """x: latent grid [T, B, P, dim]; step_rot: phases of the T time points, [T, F]."""
+        t, b, p, d = x.shape
+        h, dh = self.heads, self.dim_head
+        w = self.to_qkv.weight.t().view(1, d, 3, h, dh)
+        phases = step_rot[:, None, None, None, :]
         if self.rotate_value:
-            # q, k and v all turn by the same latent times: one rotation for the three.
-            q, k, v = rotate(qkv, cos, sin).unbind(2)
+            w = rotate(w, phases)  # [T, dim, 3, H, Dh]
         else:
-            q, k = rotate(qkv[:, :, :2], cos, sin).unbind(2)
-            v = qkv[:, :, 2]
-        out = _attend(q, k, v, None, self.dropout if self.training else 0.0)
-        if self.rotate_value:
-            out = rotate(out, *_heads((rot[0], -rot[1])))
-        return self.to_out(out.reshape(b, n, -1))
+            qk, v = w.split((2, 1), dim=2)
+            w = torch.cat((rotate(qk, phases), v.expand(t, -1, -1, -1, -1)), dim=2)
+        w = (w * self.qkv_scale).reshape(t, d, 3 * h * dh)
+        qkv = torch.bmm(self.norm(x).view(t, b * p, d), w)
+        q, k, v = _grid_to_windows(qkv, t, b, p, 3, h, dh)
+        p_drop = self.dropout if self.training else 0.0
+        out = attend(q, k, v, dropout_p=p_drop)
+        wo = _out_per_time(self.to_out, h, dh, step_rot if self.rotate_value else None, t, out_scale(p_drop))
+        return torch.baddbmm(self.to_out.bias, _windows_to_grid(out, t, p), wo).view(t, b, p, d)
 
 
-class RotaryCrossAttention(nn.Module):
-    """Queries attend to a context: the encoder (latents <- spikes) and decoder (queries <- latents).
-
-    The context comes either dense ([B, Lk, dim]) or packed ([N, dim] with a :class:`Packing`
-    saying which rows belong to which window). Packed context is normalised, projected and
-    rotated without any padding; only the projected keys and values are laid out per window
-    for attention, with padded keys masked out.
-    """
+class _CrossAttention(nn.Module):
+    """Weights of a rotary cross-attention layer (queries attend to a context)."""
 
     def __init__(self, *, dim: int, heads: int, dim_head: int, dropout: float, rotate_value: bool):
         super().__init__()
@@ -85,44 +126,64 @@ class RotaryCrossAttention(nn.Module):
         self.to_kv = nn.Linear(dim, 2 * heads * dim_head, bias=False)
         self.to_out = nn.Linear(heads * dim_head, dim)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        context: torch.Tensor,
-        rot: Rot,
-        context_rot: Rot,
-        context_packing: Packing | None = None,
-    ) -> torch.Tensor:
-        """Attend from queries ``x`` to ``context``.
 
-        x:          [B or 1, Lq, dim]; a leading 1 means the same queries for every window
-                    (the latents at the encoder, the session query at the decoder) and is
-                    projected once.
-        rot:        (cos, sin) of the query times, broadcasting to [B, Lq, F].
-        context:    [B, Lk, dim] dense, or [N, dim] packed when ``context_packing`` is given.
-        context_rot:(cos, sin) of the context times, [.., Lk, F] dense or [N, F] packed.
-        Returns [B, Lq, dim].
-        """
-        h, dh = self.heads, self.dim_head
-        kv = self.to_kv(self.norm_context(context))
-        kv = kv.view(*kv.shape[:-1], 2, h, dh)
-        cos, sin = context_rot[0][..., None, None, :], context_rot[1][..., None, None, :]
+class RotaryEncoderAttention(_CrossAttention):
+    """Encoder: the latents (the same vectors in every window) attend to each window's spike
+    tokens (packed), rotate value on. The queries are computed once for all windows; keys and
+    values are projected and rotated on the packed tokens, and attention runs window by window
+    over exactly that window's tokens, so no work is spent on padding."""
+
+    def forward(self, latents: torch.Tensor, latent_rot: Rot, step_rot: Rot, tokens: torch.Tensor,
+                token_rot: Rot, lengths: list[int], num_steps: int) -> torch.Tensor:
+        """latents [L, dim] (grid order: time point-major); latent_rot [L, F]; step_rot [T, F] (phases);
+        tokens [N, dim] packed with per-window ``lengths``; token_rot [N, F]. Returns [T, B, P, dim]."""
+        h, dh, t = self.heads, self.dim_head, num_steps
+        n_lat = latents.shape[0]
+        q = self.to_q(self.norm(latents)).view(n_lat, h, dh) * dh**-0.5
+        q = rotate(q, latent_rot[:, None, :]).transpose(0, 1)  # [H, L, Dh]
+        kv = self.to_kv(self.norm_context(tokens)).view(-1, 2, h, dh)
+        phases = token_rot[:, None, None, :]
         if self.rotate_value:
-            kv = rotate(kv, cos, sin)
+            kv = rotate(kv, phases)
         else:
-            kv = torch.stack((rotate(kv[..., 0, :, :], *_heads(context_rot)), kv[..., 1, :, :]), dim=-3)
-        mask = None
-        if context_packing is not None:
-            kv = context_packing.pad(kv)  # [B, Lmax, 2, H, Dh]
-            mask = context_packing.mask if context_packing.needs_mask else None
-        k, v = kv.unbind(2)
+            k, v = kv.split(1, dim=1)
+            kv = torch.cat((rotate(k, phases), v), dim=1)
+        # [2, H, N, Dh]: each window's keys a contiguous block per head. split, not slicing:
+        # its backward is one cat instead of a zero-filled full-size gradient per window.
+        k, v = kv.permute(1, 2, 0, 3).contiguous().unbind(0)
+        p_drop = self.dropout if self.training else 0.0
+        out = torch.stack([
+            attend(q, kw, vw, dropout_p=p_drop) for kw, vw in zip(k.split(lengths, dim=1), v.split(lengths, dim=1))
+        ])  # [B, H, L, Dh]
+        wo = _out_per_time(self.to_out, h, dh, step_rot if self.rotate_value else None, t, out_scale(p_drop))
+        y = torch.baddbmm(self.to_out.bias, _windows_to_grid(out, t, n_lat // t), wo)
+        return y.view(t, len(lengths), n_lat // t, -1)
 
-        b, lq = k.shape[0], rot[0].shape[-2]
-        q = self.to_q(self.norm(x))
-        q = q.view(q.shape[0], q.shape[1], h, dh).expand(b, lq, h, dh)
-        q = rotate(q, *_heads(rot))
 
-        out = _attend(q, k, v, mask, self.dropout if self.training else 0.0)
-        if self.rotate_value:
-            out = rotate(out, *_heads((rot[0], -rot[1])))
-        return self.to_out(out.reshape(b, lq, -1))
+class RotaryDecoderAttention(_CrossAttention):
+    """Decoder: each output query (its window's session vector, at its own time) attends to its
+    window's latents, rotate value off. Keys come from the latent grid with the rotation folded
+    into the weights; queries are rotated as activations and padded per window."""
+
+    def __init__(self, *, dim: int, heads: int, dim_head: int, dropout: float):
+        super().__init__(dim=dim, heads=heads, dim_head=dim_head, dropout=dropout, rotate_value=False)
+
+    def forward(self, session: torch.Tensor, latents: torch.Tensor, step_rot: Rot,
+                query_rot: Rot, queries: Packing) -> torch.Tensor:
+        """session [B, dim]; latents [T, B, P, dim]; step_rot [T, F]; query_rot [M, F] packed;
+        ``queries`` the packing of the M queries. Returns [M, dim]."""
+        t, b, p, d = latents.shape
+        h, dh = self.heads, self.dim_head
+        q = self.to_q(self.norm(session)).view(b, h, dh) * dh**-0.5
+        q = rotate(q[queries.window], query_rot[:, None, :])  # [M, H, Dh]
+        q = queries.pad(q).transpose(1, 2)  # [B, H, Mmax, Dh]
+        w = self.to_kv.weight.t().view(1, d, 2, h, dh)
+        wk, wv = w.unbind(2)
+        wk = rotate(wk, step_rot[:, None, None, :])  # [T, dim, H, Dh]
+        w = torch.stack((wk, wv.expand(t, -1, -1, -1)), dim=2).reshape(t, d, 2 * h * dh)
+        k, v = _grid_to_windows(torch.bmm(self.norm_context(latents).view(t, b * p, d), w), t, b, p, 2, h, dh)
+        p_drop = self.dropout if self.training else 0.0
+        out = attend(q, k, v, dropout_p=p_drop)  # [B, H, Mmax, Dh]
+        out = queries.unpad(out.transpose(1, 2))  # [M, H, Dh]
+        weight = self.to_out.weight * out_scale(p_drop) if p_drop else self.to_out.weight
+        return F.linear(out.reshape(out.shape[0], h * dh), weight, self.to_out.bias)

@@ -14,13 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from popdecode.model.dropout import Dropout
+
 
 class FeedForward(nn.Module):
     def __init__(self, *, dim: int, mult: int = 4, dropout: float):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.up = nn.Linear(dim, 2 * mult * dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.down = nn.Linear(mult * dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -41,11 +41,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from popdecode.model.attention import RotaryCrossAttention, RotarySelfAttention
+from popdecode.model.attention import RotaryDecoderAttention, RotaryEncoderAttention, RotarySelfAttention
 from popdecode.model.config import POYOConfig
+from popdecode.model.dropout import Dropout
 from popdecode.model.feedforward import FeedForward
 from popdecode.model.packing import Packing
-from popdecode.model.rotary import rotary_cos_sin, rotary_frequencies
+from popdecode.model.rotary import rotary_frequencies, rotary_phases
 from popdecode.model.vocab import Vocabulary
 
 
@@ -59,10 +60,11 @@ class ProcessorLayer(nn.Module):
             dim=c.dim, heads=c.self_heads, dim_head=c.dim_head, dropout=c.atn_dropout, rotate_value=True
         )
         self.ffn = FeedForward(dim=c.dim, dropout=c.ffn_dropout)
-        self.dropout = nn.Dropout(c.lin_dropout)
+        self.dropout = Dropout(c.lin_dropout)
 
-    def forward(self, x: torch.Tensor, rot) -> torch.Tensor:
-        x = x + self.dropout(self.attn(x, rot))
+    def forward(self, x: torch.Tensor, step_rot) -> torch.Tensor:
+        """x: the latent grid [T, B, P, dim]."""
+        x = x + self.dropout(self.attn(x, step_rot))
         return x + self.dropout(self.ffn(x))
 
 
@@ -89,14 +91,12 @@ class POYO(nn.Module):
         nn.init.normal_(self.token_type_emb.weight, std=s)
         nn.init.normal_(self.latent_emb.weight, std=s)
 
-        self.enc_atn = RotaryCrossAttention(
+        self.enc_atn = RotaryEncoderAttention(
             dim=c.dim, heads=c.cross_heads, dim_head=c.dim_head, dropout=c.atn_dropout, rotate_value=True
         )
         self.enc_ffn = FeedForward(dim=c.dim, dropout=c.ffn_dropout)
         self.proc_layers = nn.ModuleList(ProcessorLayer(c) for _ in range(c.depth))
-        self.dec_atn = RotaryCrossAttention(
-            dim=c.dim, heads=c.cross_heads, dim_head=c.dim_head, dropout=c.atn_dropout, rotate_value=False
-        )
+        self.dec_atn = RotaryDecoderAttention(dim=c.dim, heads=c.cross_heads, dim_head=c.dim_head, dropout=c.atn_dropout)
         self.dec_ffn = FeedForward(dim=c.dim, dropout=c.ffn_dropout)
         self.readouts = nn.ModuleDict({name: nn.Linear(c.dim, int(d)) for name, d in readouts.items()})
 
@@ -107,9 +107,9 @@ class POYO(nn.Module):
         latent_times = torch.from_numpy(np.repeat(steps, c.num_latents_per_step))  # time-major
         self.register_buffer("latent_times", latent_times.float(), persistent=False)
         self.register_buffer("latent_rows", torch.arange(c.num_latents_per_step).repeat(len(steps)), persistent=False)
-        cos, sin = rotary_cos_sin(latent_times, omega)  # constant: computed once, here
-        self.register_buffer("latent_cos", cos, persistent=False)
-        self.register_buffer("latent_sin", sin, persistent=False)
+        phases = rotary_phases(latent_times, omega)  # constants: computed once, here
+        self.register_buffer("latent_phases", phases, persistent=False)  # [L, F], per latent
+        self.register_buffer("step_phases", phases[:: c.num_latents_per_step].clone(), persistent=False)  # [T, F]
 
     @property
     def readout_names(self) -> list[str]:
@@ -158,27 +158,29 @@ class POYO(nn.Module):
         return self.read_out(queries, output_readout)
 
     def encode(self, input_units, input_types, input_times, input_lengths) -> torch.Tensor:
-        """Steps 1-3: packed spike tokens -> latents [B, num_latents, dim]."""
+        """Steps 1-3: packed spike tokens -> the latent grid [T, B, P, dim] (time point, window,
+        latent within the time point; see :mod:`popdecode.model.attention`)."""
+        c = self.config
         tokens = self.unit_vocab(input_units) + self.token_type_emb(input_types)  # [N, dim]
-        token_rot = rotary_cos_sin(input_times, self.omega)  # [N, F], float32
-        latent_rot = (self.latent_cos, self.latent_sin)  # [L, F], shared by every window
-        latents = self.latent_emb(self.latent_rows)[None]  # [1, L, dim], the same for every window
-        latents = latents + self.enc_atn(
-            latents, tokens, latent_rot, token_rot, Packing.from_lengths(input_lengths)
-        )  # -> [B, L, dim]
+        token_rot = rotary_phases(input_times, self.omega)  # [N, F]
+        step_rot = self.step_phases  # [T, F], shared by every window and layer
+        latents = self.latent_emb(self.latent_rows)  # [L, dim], the same in every window
+        t, p = c.num_latent_steps, c.num_latents_per_step
+        latents = latents.view(t, 1, p, c.dim) + self.enc_atn(
+            latents, self.latent_phases, step_rot, tokens, token_rot,
+            input_lengths.tolist(), t,
+        )  # -> [T, B, P, dim]
         latents = latents + self.enc_ffn(latents)
         for layer in self.proc_layers:
-            latents = layer(latents, latent_rot)
+            latents = layer(latents, step_rot)
         return latents
 
     def decode_latents(self, latents, session_index, output_times, output_lengths) -> torch.Tensor:
-        """Step 4: latents [B, L, dim] -> one vector per packed query, [M, dim]."""
+        """Step 4: the latent grid [T, B, P, dim] -> one vector per packed query, [M, dim]."""
         queries = Packing.from_lengths(output_lengths)
-        session = self.session_vocab(session_index)[:, None]  # [B, 1, dim]: every query of a window
-        query_rot = rotary_cos_sin(queries.pad(output_times), self.omega)  # [B, Mmax, F]
-        latent_rot = (self.latent_cos, self.latent_sin)
-        attended = self.dec_atn(session, latents, query_rot, latent_rot)  # [B, Mmax, dim]
-        x = queries.unpad(attended) + session[queries.window, 0]  # [M, dim], padding dropped
+        session = self.session_vocab(session_index)  # [B, dim]: the query of every output of a window
+        query_rot = rotary_phases(output_times, self.omega)  # [M, F]
+        x = self.dec_atn(session, latents, self.step_phases, query_rot, queries) + session[queries.window]  # [M, dim]
         return x + self.dec_ffn(x)
 
     def read_out(self, x: torch.Tensor, output_readout: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -16,8 +16,10 @@ the attention output by -t_query, so what a latent gathers is expressed relative
 time.
 
 Angles reach w * t = 2 pi / 1e-4 s * 1 s, about 6e4 radians: bfloat16 would lose them
-entirely, so the angles are formed in float64, cos and sin kept in float32, and the rotation
-applied in float32, also under autocast; the result goes back to the input's dtype.
+entirely, so the angles are formed in float64, cos and sin kept in float32 (as unit complex numbers), and
+the rotation applied in float32, also under autocast; the result goes back to the input's
+dtype. A pair (x[2j], x[2j+1]) is the complex number x[2j] + i x[2j+1]; turning it is one
+complex multiplication by exp(i w_j t), a single vectorised pass.
 """
 
 from __future__ import annotations
@@ -40,29 +42,60 @@ def rotary_frequencies(*, num_frequencies: int, t_min: float, t_max: float) -> t
     return 2 * math.pi / periods
 
 
-def rotary_cos_sin(times: torch.Tensor, omega: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the angles ``times[..., None] * omega``, float32, shape [..., F].
+def rotary_phases(times: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+    """Unit complex numbers exp(i * w_j * t), complex64, shape [..., F] for ``times`` [...].
 
-    The angles themselves are formed in float64: at w = 6e4 rad/s a float32 product would be
-    off by up to 4e-3 rad, while the float32 times are exact in float64 (the reference, fed
-    float64 times by its tokenizer, does the same). Compute these once per forward pass and
-    share them across every layer that rotates by the same times (the latent grid's are a
-    constant of the model).
+    The angles are formed in float64: at w = 6e4 rad/s a float32 product would be off by up
+    to 4e-3 rad, while float32 times are exact in float64 (the reference, fed float64 times
+    by its tokenizer, does the same); cos and sin are then stored in float32. Compute these
+    once per forward pass and share them across every layer that rotates by the same times
+    (the latent grid's are a constant of the model). ``phases.conj()`` turns by -t.
     """
     with torch.autocast(device_type=times.device.type, enabled=False):
         angles = times.to(torch.float64)[..., None] * omega.to(torch.float64)
-        return angles.cos().float(), angles.sin().float()
+        return torch.complex(angles.cos().float(), angles.sin().float())
 
 
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def _turn(x: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+    """The rotation itself, without autograd: pairs as complex numbers times ``phases``."""
+    f = phases.shape[-1]
+    head, rest = x.split((2 * f, x.shape[-1] - 2 * f), dim=-1)
+    head = head.float()
+    if head.stride(-1) != 1 or any(s % 2 for s in head.stride()[:-1]) or head.storage_offset() % 2:
+        head = head.contiguous()
+    turned = torch.view_as_complex(head.unflatten(-1, (f, 2))) * phases  # broadcasts x and phases
+    out = torch.empty(*turned.shape[:-1], x.shape[-1], dtype=x.dtype, device=x.device)
+    out[..., : 2 * f] = torch.view_as_real(turned).flatten(-2)
+    out[..., 2 * f :] = rest
+    return out
+
+
+class _Rotate(torch.autograd.Function):
+    """rotate() with its backward written out: the gradient of a rotation by t is the
+    rotation of the gradient by -t (summed over any axes the phases broadcast ``x`` along)."""
+
+    @staticmethod
+    def forward(ctx, x, phases):
+        ctx.save_for_backward(phases)
+        ctx.x_shape = x.shape
+        return _turn(x, phases)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (phases,) = ctx.saved_tensors
+        g = _turn(grad, phases.conj())
+        if g.shape != ctx.x_shape:
+            g = g.sum_to_size(ctx.x_shape)
+        return g, None
+
+
+def rotate(x: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
     """Rotate the interleaved pairs of the first 2F coordinates of ``x``'s last axis.
 
-    ``cos`` and ``sin`` ([..., F], float32) must broadcast against ``x[..., :2F]`` viewed as
-    [..., F, 2] without its last axis; pass ``-sin`` to rotate by -t. The other coordinates
-    are copied unchanged. Returns a new tensor of ``x``'s shape and dtype.
+    ``phases`` (complex64 [..., F], from :func:`rotary_phases`) must broadcast against
+    ``x[..., :2F]`` viewed as F pairs; pass ``phases.conj()`` to rotate by -t. The other
+    coordinates are copied unchanged. Returns a new tensor of ``x``'s dtype and of the
+    broadcast shape (a weight [1, ...] rotated by T phases gives T rotated copies). The
+    rotation runs in float32 whatever ``x``'s dtype.
     """
-    f = cos.shape[-1]
-    pairs = x[..., : 2 * f].float().unflatten(-1, (f, 2))
-    even, odd = pairs[..., 0], pairs[..., 1]
-    turned = torch.stack((even * cos - odd * sin, odd * cos + even * sin), dim=-1)
-    return torch.cat((turned.flatten(-2).to(x.dtype), x[..., 2 * f :]), dim=-1)
+    return _Rotate.apply(x, phases)

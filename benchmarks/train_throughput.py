@@ -1,0 +1,119 @@
+"""Training throughput: windows per second (forward + backward + optimiser step), popdecode
+against torch-brain's POYO, same weights, same windows, in the same run.
+
+    python benchmarks/train_throughput.py                      # both presets, fp32, 2 threads
+    python benchmarks/train_throughput.py --precision fp32,bf16 --no-reference
+
+Each timed step draws a fresh batch of synthetic windows (~1.1k tokens: 100 units' delimiters
+plus ~900 spikes, log-normal spread; ~100 queries), the same batch for every contestant, and
+the contestants take turns step by step, so a busy machine slows all of them alike. Both use
+AdamW and an MSE loss; packing/padding the batch is not timed. torch-brain always runs in
+float32 (its CPU path pads every window to the longest in the batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import poyo_bench as pb  # noqa: E402
+
+from popdecode.utils.progress import progress  # noqa: E402
+
+
+def ours_step(model, opt, batch, targets, precision):
+    with pb.autocast(precision):
+        pred = model(batch)["hand_vel"]
+    loss = F.mse_loss(pred.float(), targets)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def reference_step(model, opt, x, targets, mask):
+    pred = model(**x)
+    loss = F.mse_loss(pred[mask], targets[mask])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def run_config(preset: str, batch_size: int, args) -> dict:
+    ours, theirs = pb.make_models(preset, reference=not args.no_reference, seed=args.seed)
+    ours.train()
+    contestants = {}
+    for precision in args.precision:
+        # One copy of the model per precision, so that optimiser states do not mix.
+        model = ours if len(args.precision) == 1 else pb.make_models(preset, reference=False, seed=args.seed)[0].train()
+        if args.compile:
+            model = torch.compile(model, dynamic=True)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        contestants[f"popdecode {precision}"] = ("ours", model, opt, precision)
+    if theirs is not None:
+        theirs.train()
+        contestants["torch-brain fp32"] = ("ref", theirs, torch.optim.AdamW(theirs.parameters(), lr=1e-4), "fp32")
+
+    times = {name: [] for name in contestants}
+    n = args.warmup + args.steps
+    for i in progress(range(n), desc=f"{preset} b{batch_size}", leave=False):
+        windows = pb.synthetic_windows(batch_size, seed=args.seed * 1000 + i)
+        batch, targets = pb.pack(windows)
+        x, ptargets, mask = pb.pad_reference(windows, ours) if theirs is not None else (None, None, None)
+        for name, (kind, model, opt, precision) in contestants.items():
+            if kind == "ours":
+                dt = pb.timed(lambda: ours_step(model, opt, batch, targets, precision))
+            else:
+                dt = pb.timed(lambda: reference_step(model, opt, x, ptargets, mask))
+            if i >= args.warmup:
+                times[name].append(dt)
+    return {name: batch_size / statistics.median(t) for name, t in times.items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default="poyo-1.3M:32,poyo-11.8M:8", help="preset:batch pairs (default: %(default)s)")
+    p.add_argument("--precision", default="fp32", help="popdecode precisions, comma-separated: fp32, bf16 (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=8, help="timed steps per contestant (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
+    p.add_argument("--no-reference", action="store_true", help="skip torch-brain")
+    p.add_argument("--compile", action="store_true", help="torch.compile our model (compile time not counted)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    args.precision = [s.strip() for s in args.precision.split(",") if s.strip()]
+    if any(s not in ("fp32", "bf16") for s in args.precision):
+        p.error("--precision takes fp32 and/or bf16")
+    torch.set_num_threads(args.threads)
+
+    print(f"# train throughput, {datetime.date.today()}, {pb.machine()}, load before: {pb.load()}")
+    print(f"# {args.steps} timed steps after {args.warmup} warm-up; windows ~1.1k tokens, ~100 queries; AdamW; median step")
+    rows = []
+    for item in args.configs.split(","):
+        preset, batch = item.split(":")
+        rows.append((preset, int(batch), run_config(preset, int(batch), args)))
+    names = list(rows[0][2])
+    print("| preset | batch | " + " | ".join(f"{n} (windows/s)" for n in names) + " | ratios |")
+    print("|---|---|" + "---|" * len(names) + "---|")
+    for preset, batch, res in rows:
+        ratios = []
+        ref = res.get("torch-brain fp32")
+        fp32 = res.get("popdecode fp32")
+        for n, v in res.items():
+            if n.startswith("popdecode") and ref:
+                ratios.append(f"{n.split()[1]}/torch-brain {v / ref:.2f}x")
+        if fp32 and "popdecode bf16" in res:
+            ratios.append(f"bf16/fp32 {res['popdecode bf16'] / fp32:.2f}x")
+        print(f"| {preset} | {batch} | " + " | ".join(f"{res[n]:.1f}" for n in names) + f" | {'; '.join(ratios)} |")
+    print(f"# load after: {pb.load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
