@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from popdecode.simulate.reaching import ReachingConfig, simulate_reaching
+from popdecode.simulate.reaching import ReachingConfig, simulate_reaching, task_signals
 
 
 @pytest.mark.parametrize("task", ["center-out", "random-target"])
@@ -36,3 +36,20 @@ def test_random_targets_stay_in_the_workspace_and_are_reached():
 def test_unknown_task_is_refused():
     with pytest.raises(ValueError, match="unknown task 'maze'"):
         simulate_reaching(np.random.default_rng(0), task="maze", num_trials=2, config=ReachingConfig())
+
+
+def test_task_signals_prepare_the_coming_reach_and_mark_its_onset():
+    r = simulate_reaching(np.random.default_rng(5), task="center-out", num_trials=6, config=ReachingConfig())
+    prep, onset = task_signals(r, ramp=0.2, decay=0.1)
+    t, tr = r.timestamps, r.trials
+    for k in range(6):
+        # Silent before the target, fully on (pointing at the target) just before moving.
+        before = (t < tr["target_on"][k]) & (t > tr["start"][k])
+        assert np.all(prep[before] == 0) if k == 0 else np.all(np.abs(prep[before]) < 1e-3)
+        i = np.searchsorted(t, tr["movement_onset"][k]) - 1
+        if tr["movement_onset"][k] - tr["target_on"][k] > 0.2:
+            angle = tr["target_angle"][k]
+            assert np.allclose(prep[i], [np.cos(angle), np.sin(angle)])
+        # The onset bump peaks 50 ms after movement onset.
+        near = np.abs(t - tr["movement_onset"][k]) < 0.3
+        assert abs(t[near][np.argmax(onset[near])] - (tr["movement_onset"][k] + 0.05)) <= 0.011

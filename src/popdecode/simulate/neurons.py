@@ -5,7 +5,8 @@ Each animal has a *pool* of neurons with fixed tuning. A neuron fires at
     rate(t) = min(max_rate, baseline * exp(drive(t))) * session_gain
 
 where the drive reads the hand state ``lag`` seconds in the future (motor cortex leads
-movement) and a few shared latent fluctuations that have nothing to do with the hand. The
+movement), the task (:func:`~popdecode.simulate.reaching.task_signals`) and a few shared
+latent fluctuations that have nothing to do with the hand. The
 velocity the neurons encode, ``v = hand velocity + command noise``, differs from the hand's by
 a smooth noise shared by all neurons (motor noise, arm dynamics the hand does not show),
 growing with speed as motor noise does: more neurons cannot average it away, so it caps every
@@ -25,8 +26,7 @@ activity, tuned to the upcoming reach while the hand is still, uses its own pref
 direction. A linear read-out of counts cannot undo any of that (it reads a gain change or
 preparation as movement), which leaves room for nonlinear decoders with longer context.
 Untuned neurons (``untuned_fraction``) follow only the latents: no movement, preparation or
-onset terms. A share of the pool is
-untuned (all gains 0) and only some neurons carry position.
+onset terms; only some tuned neurons carry position.
 
 Spikes: a Poisson count per rate bin, placed uniformly inside the bin, then every spike that
 follows another spike of the same unit by less than the refractory period is deleted (a

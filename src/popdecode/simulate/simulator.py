@@ -14,7 +14,8 @@ The benchmark the project is developed on. The recipe:
 Everything is drawn from generators seeded by ``(seed, animal, session)``, so the result
 is deterministic and a session does not change when more animals or sessions are asked for.
 The defaults are tuned so that a ridge decoder on 20 ms counts with 10 causal lags reaches
-an R^2 of roughly 0.6 to 0.8 on held-out reaches (see tests/simulate/test_simulator.py).
+an R^2 of roughly 0.6 to 0.8 on held-out reaches while the command noise leaves a ceiling
+near 0.9 for better decoders (see tests/simulate/test_difficulty.py).
 """
 
 from __future__ import annotations
