@@ -28,9 +28,9 @@ preparation as movement), which leaves room for nonlinear decoders with longer c
 Untuned neurons (``untuned_fraction``) follow only the latents: no movement, preparation or
 onset terms; only some tuned neurons carry position.
 
-Spikes: a Poisson count per rate bin, placed uniformly inside the bin, then every spike that
+Spikes: an inhomogeneous Poisson process per unit (by time rescaling), then every spike that
 follows another spike of the same unit by less than the refractory period is deleted (a
-"paralyzable" dead time: it can be done for all units at once, in one pass).
+"paralyzable" dead time: one vectorised pass per unit).
 """
 
 from __future__ import annotations
@@ -126,13 +126,20 @@ def draw_pool(rng: np.random.Generator, cfg: TuningConfig) -> NeuronPool:
 
 
 def _lagged(y: np.ndarray, lag_samples: np.ndarray) -> np.ndarray:
-    """Column n of y [T, N] read ``lag_samples[n]`` samples ahead (linear interpolation)."""
-    t = np.clip(np.arange(len(y))[:, None] + lag_samples[None, :], 0, len(y) - 1)
-    i0 = np.floor(t).astype(np.int64)
-    i1 = np.minimum(i0 + 1, len(y) - 1)
-    w = t - i0
-    cols = np.arange(y.shape[1])[None, :]
-    return y[i0, cols] * (1 - w) + y[i1, cols] * w
+    """Column n of y [T, N] read ``lag_samples[n]`` samples ahead (linear interpolation).
+
+    Past the end the last sample is held. One slice per neuron: no [T, N] index arrays.
+    """
+    T, N = y.shape
+    whole = np.floor(lag_samples).astype(np.int64)
+    frac = lag_samples - whole
+    pad = int(whole.max(initial=0)) + 2
+    rows = np.concatenate([y.T, np.repeat(y[-1:].T, pad, axis=1)], axis=1)  # [N, T + pad], contiguous
+    out = np.empty((N, T))
+    for n in range(N):
+        k = whole[n]
+        out[n] = rows[n, k : k + T] * (1 - frac[n]) + rows[n, k + 1 : k + 1 + T] * frac[n]
+    return out.T
 
 
 def firing_rates(
@@ -171,17 +178,26 @@ def firing_rates(
 def draw_spikes(
     rng: np.random.Generator, rates: np.ndarray, *, dt: float, refractory_period: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Spike times (sorted) and unit indices from rates [T, N] held constant over bins of dt."""
-    counts = rng.poisson(rates * dt)
-    bins, units = np.nonzero(counts)
-    reps = counts[bins, units]
-    bins, units = np.repeat(bins, reps), np.repeat(units, reps)
-    times = (bins + rng.random(len(bins))) * dt
-    # Sort by unit then time, drop spikes too close to the previous spike of the same unit.
-    order = np.lexsort((times, units))
-    times, units = times[order], units[order]
-    too_close = (np.diff(times) < refractory_period) & (units[1:] == units[:-1])
-    keep = np.concatenate([[True], ~too_close])
-    times, units = times[keep], units[keep]
+    """Spike times (sorted) and unit indices from rates [T, N] held constant over bins of dt.
+
+    Time rescaling: with the integrated rate L(t), a unit-rate Poisson process on [0, L(end)]
+    (a Poisson number of uniform points) mapped back through L^-1 is a Poisson process with
+    the given rate. Then a spike closer than ``refractory_period`` to the unit's previous
+    spike is deleted.
+    """
+    T, N = rates.shape
+    # Integrated rate at the bin edges, one contiguous row per unit.
+    integral = np.zeros((N, T + 1))
+    np.cumsum(rates.T * dt, axis=1, out=integral[:, 1:])
+    times, units = [], []
+    for n in range(N):
+        L = integral[n]
+        s = np.sort(rng.uniform(0.0, L[-1], rng.poisson(L[-1])))
+        k = np.clip(np.searchsorted(L, s, side="right") - 1, 0, T - 1)
+        t = (k + (s - L[k]) / np.maximum(L[k + 1] - L[k], 1e-300)) * dt
+        keep = np.concatenate([[True], np.diff(t) >= refractory_period])
+        times.append(t[keep])
+        units.append(np.full(int(keep.sum()), n, dtype=np.int64))
+    times, units = np.concatenate(times), np.concatenate(units)
     order = np.argsort(times, kind="stable")
     return times[order], units[order]
