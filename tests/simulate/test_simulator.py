@@ -133,10 +133,13 @@ def test_neurons_shared_within_an_animal_never_across(small_dataset):
         assert len(np.unique(idx[s.id])) == s.num_units
 
 
-def test_units_per_session_follow_the_options():
-    cfg = small_config(num_animals=1, sessions_per_animal=3, trials_per_session=4, min_units=40, max_units=45)
+def test_units_task_and_trials_follow_the_options():
+    cfg = small_config(num_animals=1, sessions_per_animal=3, trials_per_session=4, min_units=40, max_units=45,
+                       task="random-target")
     sessions, _ = simulate_dataset(cfg, show_progress=False)
     assert all(40 <= s.num_units <= 45 for s in sessions)
+    assert [s.metadata["task"] for s in sessions] == ["random-target"] * 3
+    assert all(len(s.trials["start"]) == 4 and "return" not in s.intervals for s in sessions)
 
 
 @pytest.mark.parametrize("change, message", [
