@@ -45,9 +45,9 @@ def test_training_is_seeded_and_keeps_the_best_epoch():
     np.testing.assert_array_equal(a.predict(X_va), b.predict(X_va))
     assert a.history == b.history
     # The returned weights are the best epoch's: their valid R^2 is the maximum of the history.
-    assert a.valid_r2 == max(a.history)
-    assert a.history[a.best_epoch - 1] == a.valid_r2
-    np.testing.assert_allclose(r2_score(y_va, a.predict(X_va)), a.valid_r2, atol=1e-5)
+    assert a.valid_score == max(a.history)
+    assert a.history[a.best_epoch - 1] == a.valid_score
+    np.testing.assert_allclose(r2_score(y_va, a.predict(X_va)), a.valid_score, atol=1e-5)
     # Early stopping: never more than `patience` epochs after the best one.
     assert len(a.history) <= a.best_epoch + 2
     c = fit_mlp(X_tr, y_tr, X_va, y_va, MLPConfig(hidden=16, layers=1, dropout=0.1,

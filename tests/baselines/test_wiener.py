@@ -63,7 +63,7 @@ def test_penalty_chosen_by_validation_r2():
     assert model.alpha == max(scores, key=scores.get)
     assert model.alpha > 1.0
     for a in alphas:
-        assert model.valid_r2[a] == pytest.approx(scores[a], abs=1e-5)
+        assert model.valid_scores[a] == pytest.approx(scores[a], abs=1e-5)
     np.testing.assert_allclose(model.predict(X[n:]), fit_wiener(X[:n], y[:n], alphas=[model.alpha]).predict(X[n:]), rtol=1e-5)
 
 

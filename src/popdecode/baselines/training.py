@@ -44,8 +44,8 @@ class NeuralModel:
     y_mean: np.ndarray
     y_scale: np.ndarray
     best_epoch: int = 0
-    valid_r2: float = float("nan")
-    history: list[float] = field(default_factory=list)  # validation R^2 per epoch
+    valid_score: float = float("nan")  # validation R^2 of the best epoch (see selection.py)
+    history: list[float] = field(default_factory=list)  # validation score per epoch
     seconds: float = 0.0
 
     def predict(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
@@ -94,7 +94,7 @@ def fit_regressor(
 
     generator = torch.Generator().manual_seed(config.seed)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    best_r2, best_epoch, best_state = -np.inf, 0, copy.deepcopy(net.state_dict())
+    best_score, best_epoch, best_state = -np.inf, 0, copy.deepcopy(net.state_dict())
     history: list[float] = []
     for epoch in range(1, config.epochs + 1):
         net.train()
@@ -106,18 +106,18 @@ def fit_regressor(
             loss.backward()
             optimiser.step()
         # R^2 is unchanged by the per-dimension affine standardisation of y.
-        r2 = validation_score(yv, _predict_standardised(net, Xv, 8192))
-        history.append(r2)
-        if r2 > best_r2:
-            best_r2, best_epoch, best_state = r2, epoch, copy.deepcopy(net.state_dict())
+        score = validation_score(yv, _predict_standardised(net, Xv, 8192))
+        history.append(score)
+        if score > best_score:
+            best_score, best_epoch, best_state = score, epoch, copy.deepcopy(net.state_dict())
         if progress_bar is not None:
-            progress_bar.set_postfix(epoch=epoch, valid_r2=f"{r2:.3f}", best=f"{best_r2:.3f}")
+            progress_bar.set_postfix(epoch=epoch, valid_r2=f"{score:.3f}", best=f"{best_score:.3f}")
         if epoch - best_epoch >= config.patience:
             break
     net.load_state_dict(best_state)
     net.eval()
     return NeuralModel(
         net=net, x_mean=x_mean, x_scale=x_scale, y_mean=y_mean, y_scale=y_scale,
-        best_epoch=best_epoch, valid_r2=float(best_r2), history=history,
+        best_epoch=best_epoch, valid_score=float(best_score), history=history,
         seconds=time.perf_counter() - start,
     )

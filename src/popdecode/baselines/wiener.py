@@ -43,7 +43,7 @@ class WienerModel:
     weights: np.ndarray  # [P, D] on standardised features
     intercept: np.ndarray  # [D]
     alpha: float  # the chosen penalty
-    valid_r2: dict[float, float] = field(default_factory=dict)  # penalty -> validation score
+    valid_scores: dict[float, float] = field(default_factory=dict)  # penalty -> validation score
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         Xs = (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
@@ -112,5 +112,5 @@ def fit_wiener(
         best = max(finite, key=lambda a: (finite[a], a)) if finite else max(alphas)
     return WienerModel(
         mean=mean, scale=scale, weights=V @ eigen_weights(best), intercept=y_mean,
-        alpha=best, valid_r2=scores,
+        alpha=best, valid_scores=scores,
     )
