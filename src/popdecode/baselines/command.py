@@ -11,8 +11,9 @@ valid split, and reports R^2 on the same timestamps, splits and evaluation mask 
   gru     recurrent network over the sequence of lagged bins; early-stopped on valid R^2
 
 The per-session table of --split (default test) is printed and written to --out (CSV, with a
-JSON copy beside it, default DIR/../baseline_<model>.csv); a third file
-<out>.details.json holds the valid and test rows, the chosen hyperparameters and timings.
+JSON copy beside it, default DIR/../baseline_<model>.csv); a third file, e.g.
+baseline_<model>.details.json, holds the valid and test rows, the chosen hyperparameters
+and timings.
 Training weights every train sample equally (POYO weights samples by movement phase).
 """
 

@@ -101,9 +101,10 @@ def fit_baseline(
     for split in ("valid", "test"):
         pred = fitted.predict(X[split])
         predictions[split] = (samples[split][0], pred)
+        with np.errstate(over="ignore", divide="ignore"):  # a target constant on the split gives -inf
+            r2 = r2_score(y[split], pred)
         rows[split] = ResultRow(
-            method=model, split=split, session=session.id, readout=target,
-            r2=r2_score(y[split], pred), n_timestamps=int(len(pred)),
+            method=model, split=split, session=session.id, readout=target, r2=r2, n_timestamps=int(len(pred)),
         )
     details["feature_seconds"] = round(feature_seconds, 3)
     details["seconds"] = round(time.perf_counter() - start, 3)
