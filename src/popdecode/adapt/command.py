@@ -11,8 +11,9 @@ training) and keeps all of its existing rows. Modes (spec section 6):
 Only the first N "training trials" of each new session are labelled: its trials that lie in
 a train interval at least one window (1 s) long, in time order (short trials get a full 1 s
 window around them; samples outside the labelled trials are input only, never targets).
-Model selection uses the new sessions' valid split (--no-valid: keep the last epoch); the
-score is always the test split. With several --labelled-trials values each one is run from
+Budgets are optimisation steps per stage, rounded up to whole epochs over the labelled
+windows. Model selection uses the new sessions' valid split (--no-valid: keep the last
+epoch); the score is always the test split. With several --labelled-trials values each one is run from
 the pretrained model, next to a model trained from scratch on the same trials
 (--no-scratch to skip; --scratch to add it to a single value).
 
@@ -81,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="seed of new rows, window order and dropout")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="where to train (default auto)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision, help="bf16 runs the forward under autocast")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch decides)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch decides; on a CPU shared with other jobs, 1 is often several times faster)")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="tokenizer worker processes (default 0)")
     p.add_argument("--force", action="store_true", help="replace NEWRUN if it already holds a model")
 
