@@ -53,3 +53,25 @@ def test_inspect_refuses_non_store(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f"popdecode: error: {tmp_path} is not a popdecode store (no manifest.json); "
         "create one with `popdecode prepare INPUT... --out DIR`")
+
+
+def test_split_margin(tmp_path, capsys):
+    """--split-margin sets how much train loses around each valid/test trial."""
+    write_npz(tmp_path / "a.npz", make_session("a", n_trials=20, units=5))
+    train = {}
+    for margin in ("0", "1"):
+        store = tmp_path / f"store{margin}"
+        assert main(["prepare", str(tmp_path / "a.npz"), "--out", str(store), "--split-margin", margin]) == 0
+        s = Store(store).open("a")
+        held_out = s.split("valid").union(s.split("test"))
+        train[margin] = s.split("train")
+        assert train[margin].intersect(held_out.widen(float(margin))).duration == 0
+    # margin 0: train is exactly the domain minus the held-out trials
+    s0 = Store(tmp_path / "store0").open("a")
+    expected = s0.domain.difference(s0.split("valid").union(s0.split("test")))
+    assert abs(train["0"].duration - expected.duration) < 1e-9
+    assert train["1"].duration < train["0"].duration
+    capsys.readouterr()
+    assert main(["prepare", str(tmp_path / "a.npz"), "--out", str(tmp_path / "bad"), "--split-margin", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "popdecode: error: --split-margin must be 0 or more seconds, got -1.0"
+    assert not (tmp_path / "bad").exists()

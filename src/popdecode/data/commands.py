@@ -1,6 +1,6 @@
 """Build a store from recording files (`prepare`) and look inside one (`inspect`).
 
-    popdecode prepare INPUT... --out DIR [--target NAME ...] [--overwrite] [--seed N]
+    popdecode prepare INPUT... --out DIR [--target NAME ...] [--overwrite] [--seed N] [--split-margin S]
     popdecode inspect DIR
 
 `prepare` reads NWB, brainsets/temporaldata HDF5 and .npz recordings (a directory INPUT
@@ -38,6 +38,12 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace sessions whose id is already in the store")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test shuffle (default 0)")
+    parser.add_argument(
+        "--split-margin", type=float, default=1.0, metavar="S",
+        help="seconds cut from train on both sides of every valid/test trial or block (default 1, as "
+        "in the paper). Use 0 for files whose trials are laid end to end with no time between them "
+        "(e.g. the MYOW monkey files), where a 1 s margin removes most of the training data",
+    )
 
 
 def _expand(inputs: list[str]) -> list[Path]:
@@ -55,12 +61,14 @@ def _expand(inputs: list[str]) -> list[Path]:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    if not args.split_margin >= 0:
+        raise UserError(f"--split-margin must be 0 or more seconds, got {args.split_margin}")
     files = _expand(args.inputs)
     targets = [t for item in args.target for t in item.split(",") if t] if args.target else None
     ids = []
     with StoreWriter(args.out, overwrite=args.overwrite) as writer:
         for path in progress(files, desc="prepare", unit="file"):
-            session = assign_splits(load_recording(path, targets), seed=args.seed)
+            session = assign_splits(load_recording(path, targets), seed=args.seed, margin=args.split_margin)
             writer.add(session)  # its warnings were printed by load_recording
             ids.append(session.id)
     print(f"wrote {len(ids)} session(s) to {args.out}", file=sys.stderr)
