@@ -57,9 +57,9 @@ def out_scale(dropout_p: float) -> float:
     return 1.0 / keep_probability(dropout_p) if dropout_p > 0.0 else 1.0
 
 
-def _grid_to_windows(x: torch.Tensor, t: int, b: int, p: int, parts: int, h: int, dh: int) -> torch.Tensor:
-    """[T, B * P, parts * H * Dh] projections -> [parts, B, H, T * P, Dh] per-window heads."""
-    return x.view(t, b, p, parts, h, dh).permute(3, 1, 4, 0, 2, 5).reshape(parts, b, h, t * p, dh)
+def _grid_to_windows(x: torch.Tensor, t: int, b: int, p: int, h: int, dh: int) -> torch.Tensor:
+    """[T, B * P, H * Dh] projections -> [B, H, T * P, Dh] per-window heads (one copy)."""
+    return x.view(t, b, p, h, dh).permute(1, 3, 0, 2, 4).reshape(b, h, t * p, dh)
 
 
 def _windows_to_grid(x: torch.Tensor, t: int, p: int) -> torch.Tensor:
@@ -81,7 +81,11 @@ def _out_per_time(to_out: nn.Linear, heads: int, dh: int, rot: Rot | None, t: in
 
 
 class RotarySelfAttention(nn.Module):
-    """Processor layer: the latents of each window attend to each other (rotate value on)."""
+    """Processor layer: the latents of each window attend to each other (rotate value on).
+
+    q, k and v are three separate projections rather than one split: the gradient of a split
+    would be stacked back together, a full copy of all three per layer.
+    """
 
     def __init__(self, *, dim: int, heads: int, dim_head: int, dropout: float, rotate_value: bool):
         super().__init__()
@@ -90,23 +94,18 @@ class RotarySelfAttention(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.to_qkv = nn.Linear(dim, 3 * heads * dim_head, bias=False)
         self.to_out = nn.Linear(heads * dim_head, dim)
-        # q's share of the 1/sqrt(dim_head) attention scale, folded into the q weights.
-        self.register_buffer("qkv_scale", torch.tensor([dim_head**-0.5, 1.0, 1.0])[:, None, None], persistent=False)
 
     def forward(self, x: torch.Tensor, step_rot: Rot) -> torch.Tensor:
         """x: latent grid [T, B, P, dim]; step_rot: phases of the T time points, [T, F]."""
         t, b, p, d = x.shape
         h, dh = self.heads, self.dim_head
-        w = self.to_qkv.weight.t().view(1, d, 3, h, dh)
-        phases = step_rot[:, None, None, None, :]
-        if self.rotate_value:
-            w = rotate(w, phases)  # [T, dim, 3, H, Dh]
-        else:
-            qk, v = w.split((2, 1), dim=2)
-            w = torch.cat((rotate(qk, phases), v.expand(t, -1, -1, -1, -1)), dim=2)
-        w = (w * self.qkv_scale).reshape(t, d, 3 * h * dh)
-        qkv = torch.bmm(self.norm(x).view(t, b * p, d), w)
-        q, k, v = _grid_to_windows(qkv, t, b, p, 3, h, dh)
+        phases = step_rot[:, None, None, :]
+        wq, wk, wv = self.to_qkv.weight.t().view(1, d, 3, h, dh).unbind(2)  # each [1, dim, H, Dh]
+        wq = rotate(wq * dh**-0.5, phases)  # [T, dim, H, Dh], attention scale folded in
+        wk = rotate(wk, phases)
+        wv = rotate(wv, phases) if self.rotate_value else wv.expand(t, -1, -1, -1)
+        hx = self.norm(x).view(t, b * p, d)
+        q, k, v = (_grid_to_windows(torch.bmm(hx, w.reshape(t, d, h * dh)), t, b, p, h, dh) for w in (wq, wk, wv))
         p_drop = self.dropout if self.training else 0.0
         out = attend(q, k, v, dropout_p=p_drop)
         wo = _out_per_time(self.to_out, h, dh, step_rot if self.rotate_value else None, t, out_scale(p_drop))
@@ -141,16 +140,16 @@ class RotaryEncoderAttention(_CrossAttention):
         n_lat = latents.shape[0]
         q = self.to_q(self.norm(latents)).view(n_lat, h, dh) * dh**-0.5
         q = rotate(q, latent_rot[:, None, :]).transpose(0, 1)  # [H, L, Dh]
-        kv = self.to_kv(self.norm_context(tokens)).view(-1, 2, h, dh)
-        phases = token_rot[:, None, None, :]
+        # k and v as two projections, rotated in place (nothing else reads them): no copies
+        # of the packed tokens beyond the per-head layout attention needs.
+        ctx = self.norm_context(tokens)
+        wk, wv = self.to_kv.weight.view(2, h * dh, -1).unbind(0)
+        phases = token_rot[:, None, :]
+        k = rotate(F.linear(ctx, wk).view(-1, h, dh), phases, inplace=True)
+        v = F.linear(ctx, wv).view(-1, h, dh)
         if self.rotate_value:
-            kv = rotate(kv, phases)
-        else:
-            k, v = kv.split(1, dim=1)
-            kv = torch.cat((rotate(k, phases), v), dim=1)
-        # [2, H, N, Dh]: each window's keys a contiguous block per head. split, not slicing:
-        # its backward is one cat instead of a zero-filled full-size gradient per window.
-        k, v = kv.permute(1, 2, 0, 3).contiguous().unbind(0)
+            v = rotate(v, phases, inplace=True)
+        k, v = k.transpose(0, 1).contiguous(), v.transpose(0, 1).contiguous()  # [H, N, Dh]
         p_drop = self.dropout if self.training else 0.0
         out = torch.stack([
             attend(q, kw, vw, dropout_p=p_drop) for kw, vw in zip(k.split(lengths, dim=1), v.split(lengths, dim=1))
@@ -177,11 +176,11 @@ class RotaryDecoderAttention(_CrossAttention):
         q = self.to_q(self.norm(session)).view(b, h, dh) * dh**-0.5
         q = rotate(q[queries.window], query_rot[:, None, :])  # [M, H, Dh]
         q = queries.pad(q).transpose(1, 2)  # [B, H, Mmax, Dh]
-        w = self.to_kv.weight.t().view(1, d, 2, h, dh)
-        wk, wv = w.unbind(2)
+        wk, wv = self.to_kv.weight.t().view(1, d, 2, h, dh).unbind(2)
         wk = rotate(wk, step_rot[:, None, None, :])  # [T, dim, H, Dh]
-        w = torch.stack((wk, wv.expand(t, -1, -1, -1)), dim=2).reshape(t, d, 2 * h * dh)
-        k, v = _grid_to_windows(torch.bmm(self.norm_context(latents).view(t, b * p, d), w), t, b, p, 2, h, dh)
+        ctx = self.norm_context(latents).view(t, b * p, d)
+        k = _grid_to_windows(torch.bmm(ctx, wk.reshape(t, d, h * dh)), t, b, p, h, dh)
+        v = _grid_to_windows(torch.matmul(ctx, wv.reshape(d, h * dh)), t, b, p, h, dh)
         p_drop = self.dropout if self.training else 0.0
         out = attend(q, k, v, dropout_p=p_drop)  # [B, H, Mmax, Dh]
         out = queries.unpad(out.transpose(1, 2))  # [M, H, Dh]

@@ -35,8 +35,9 @@ def keep_mask(shape: tuple[int, ...], p: float, device: torch.device | str = "cp
     n = math.prod(shape)
     words = torch.empty(-(-n // 4), dtype=torch.int64, device=device).random_(-(2**63), None)
     lanes = words.view(torch.int16)  # four lanes per draw, each uniform on [-32768, 32767]
-    keep = (lanes >= _steps(p) - 32768)[:n]
-    return keep.view(shape) if dtype == torch.bool else keep.to(dtype).view(shape)
+    # The comparison writes straight into the requested dtype (no separate bool -> float pass).
+    keep = torch.ge(lanes, _steps(p) - 32768, out=torch.empty(lanes.shape, dtype=dtype, device=device))
+    return keep[:n].view(shape)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:

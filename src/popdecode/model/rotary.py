@@ -56,16 +56,27 @@ def rotary_phases(times: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
         return torch.complex(angles.cos().float(), angles.sin().float())
 
 
-def _turn(x: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
-    """The rotation itself, without autograd: pairs as complex numbers times ``phases``."""
+def _turn(x: torch.Tensor, phases: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+    """The rotation itself, without autograd: pairs as complex numbers times ``phases``.
+
+    The complex product is written straight into the result; with ``inplace`` (float32 ``x``
+    of the broadcast shape) the result is ``x`` itself and the unrotated half is not copied.
+    """
     f = phases.shape[-1]
     head, rest = x.split((2 * f, x.shape[-1] - 2 * f), dim=-1)
     head = head.float()
     if head.stride(-1) != 1 or any(s % 2 for s in head.stride()[:-1]) or head.storage_offset() % 2:
         head = head.contiguous()
-    turned = torch.view_as_complex(head.unflatten(-1, (f, 2))) * phases  # broadcasts x and phases
-    out = torch.empty(*turned.shape[:-1], x.shape[-1], dtype=x.dtype, device=x.device)
-    out[..., : 2 * f] = torch.view_as_real(turned).flatten(-2)
+    z = torch.view_as_complex(head.unflatten(-1, (f, 2)))
+    shape = torch.broadcast_shapes(z.shape, phases.shape)
+    if inplace and x.dtype == torch.float32 and tuple(x.shape[:-1]) == tuple(shape[:-1]) and z.data_ptr() == x.data_ptr():
+        torch.mul(z, phases, out=z)
+        return x
+    out = torch.empty(*shape[:-1], x.shape[-1], dtype=x.dtype, device=x.device)
+    if x.dtype == torch.float32:
+        torch.mul(z, phases, out=torch.view_as_complex(out[..., : 2 * f].unflatten(-1, (f, 2))))
+    else:
+        out[..., : 2 * f] = torch.view_as_real(z * phases).flatten(-2)
     out[..., 2 * f :] = rest
     return out
 
@@ -75,10 +86,13 @@ class _Rotate(torch.autograd.Function):
     rotation of the gradient by -t (summed over any axes the phases broadcast ``x`` along)."""
 
     @staticmethod
-    def forward(ctx, x, phases):
+    def forward(ctx, x, phases, inplace):
         ctx.save_for_backward(phases)
         ctx.x_shape = x.shape
-        return _turn(x, phases)
+        out = _turn(x, phases, inplace=inplace)
+        if out is x:
+            ctx.mark_dirty(x)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
@@ -86,16 +100,17 @@ class _Rotate(torch.autograd.Function):
         g = _turn(grad, phases.conj())
         if g.shape != ctx.x_shape:
             g = g.sum_to_size(ctx.x_shape)
-        return g, None
+        return g, None, None
 
 
-def rotate(x: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+def rotate(x: torch.Tensor, phases: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
     """Rotate the interleaved pairs of the first 2F coordinates of ``x``'s last axis.
 
     ``phases`` (complex64 [..., F], from :func:`rotary_phases`) must broadcast against
     ``x[..., :2F]`` viewed as F pairs; pass ``phases.conj()`` to rotate by -t. The other
     coordinates are copied unchanged. Returns a new tensor of ``x``'s dtype and of the
     broadcast shape (a weight [1, ...] rotated by T phases gives T rotated copies). The
-    rotation runs in float32 whatever ``x``'s dtype.
+    rotation runs in float32 whatever ``x``'s dtype. ``inplace`` lets a float32 ``x`` that
+    nothing else needs (a fresh projection) be overwritten instead of copied.
     """
-    return _Rotate.apply(x, phases)
+    return _Rotate.apply(x, phases, inplace)
