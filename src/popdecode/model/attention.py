@@ -57,6 +57,24 @@ def out_scale(dropout_p: float) -> float:
     return 1.0 / keep_probability(dropout_p) if dropout_p > 0.0 else 1.0
 
 
+def _folded(module: nn.Module, name: str, sources: tuple[torch.Tensor, ...], extra: tuple, make):
+    """Weights with rotations (and scales) folded in, cached while no gradient is recorded.
+
+    In training the folding is part of the graph (the weights need gradients) and runs every
+    step; at inference (``torch.no_grad``/``inference_mode``) the result depends only on the
+    weights, so it is kept until a weight changes (tracked by its version counter), and a
+    streaming decoder pays for it once.
+    """
+    if torch.is_grad_enabled() or any(w.is_inference() for w in sources):
+        return make()
+    key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in sources) + extra
+    cache = module.__dict__.setdefault("_fold_cache", {})
+    hit = cache.get(name)
+    if hit is None or hit[0] != key:
+        hit = cache[name] = (key, make())
+    return hit[1]
+
+
 def _grid_to_windows(x: torch.Tensor, t: int, b: int, p: int, h: int, dh: int) -> torch.Tensor:
     """[T, B * P, H * Dh] projections -> [B, H, T * P, Dh] per-window heads (one copy)."""
     return x.view(t, b, p, h, dh).permute(1, 3, 0, 2, 4).reshape(b, h, t * p, dh)
@@ -99,16 +117,21 @@ class RotarySelfAttention(nn.Module):
         """x: latent grid [T, B, P, dim]; step_rot: phases of the T time points, [T, F]."""
         t, b, p, d = x.shape
         h, dh = self.heads, self.dim_head
-        phases = step_rot[:, None, None, :]
-        wq, wk, wv = self.to_qkv.weight.t().view(1, d, 3, h, dh).unbind(2)  # each [1, dim, H, Dh]
-        wq = rotate(wq * dh**-0.5, phases)  # [T, dim, H, Dh], attention scale folded in
-        wk = rotate(wk, phases)
-        wv = rotate(wv, phases) if self.rotate_value else wv.expand(t, -1, -1, -1)
-        hx = self.norm(x).view(t, b * p, d)
-        q, k, v = (_grid_to_windows(torch.bmm(hx, w.reshape(t, d, h * dh)), t, b, p, h, dh) for w in (wq, wk, wv))
         p_drop = self.dropout if self.training else 0.0
+
+        def fold():
+            phases = step_rot[:, None, None, :]
+            wq, wk, wv = self.to_qkv.weight.t().view(1, d, 3, h, dh).unbind(2)  # each [1, dim, H, Dh]
+            wq = rotate(wq * dh**-0.5, phases)  # [T, dim, H, Dh], attention scale folded in
+            wk = rotate(wk, phases)
+            wv = rotate(wv, phases) if self.rotate_value else wv.expand(t, -1, -1, -1)
+            wo = _out_per_time(self.to_out, h, dh, step_rot if self.rotate_value else None, t, out_scale(p_drop))
+            return [w.reshape(t, d, h * dh) for w in (wq, wk, wv)] + [wo]
+
+        *wqkv, wo = _folded(self, "qkv", (self.to_qkv.weight, self.to_out.weight, step_rot), (p_drop,), fold)
+        hx = self.norm(x).view(t, b * p, d)
+        q, k, v = (_grid_to_windows(torch.bmm(hx, w), t, b, p, h, dh) for w in wqkv)
         out = attend(q, k, v, dropout_p=p_drop)
-        wo = _out_per_time(self.to_out, h, dh, step_rot if self.rotate_value else None, t, out_scale(p_drop))
         return torch.baddbmm(self.to_out.bias, _windows_to_grid(out, t, p), wo).view(t, b, p, d)
 
 
@@ -133,13 +156,20 @@ class RotaryEncoderAttention(_CrossAttention):
     over exactly that window's tokens, so no work is spent on padding."""
 
     def forward(self, latents: torch.Tensor, latent_rot: Rot, step_rot: Rot, tokens: torch.Tensor,
-                token_rot: Rot, lengths: list[int], num_steps: int) -> torch.Tensor:
-        """latents [L, dim] (grid order: time point-major); latent_rot [L, F]; step_rot [T, F] (phases);
-        tokens [N, dim] packed with per-window ``lengths``; token_rot [N, F]. Returns [T, B, P, dim]."""
-        h, dh, t = self.heads, self.dim_head, num_steps
-        n_lat = latents.shape[0]
-        q = self.to_q(self.norm(latents)).view(n_lat, h, dh) * dh**-0.5
-        q = rotate(q, latent_rot[:, None, :]).transpose(0, 1)  # [H, L, Dh]
+                token_rot: Rot, lengths: list[int]) -> torch.Tensor:
+        """latents [P, dim] (the learned vectors, repeated at each of the T time points);
+        latent_rot [T * P, F]; step_rot [T, F] (phases); tokens [N, dim] packed with per-window
+        ``lengths``; token_rot [N, F]. Returns [T, B, P, dim]."""
+        h, dh, t = self.heads, self.dim_head, step_rot.shape[0]
+        n_lat = t * latents.shape[0]
+
+        def queries():
+            x = latents.repeat(t, 1)  # [T * P, dim], time point-major
+            q = self.to_q(self.norm(x)).view(n_lat, h, dh) * dh**-0.5
+            return rotate(q, latent_rot[:, None, :]).transpose(0, 1)  # [H, L, Dh]
+
+        sources = (latents, self.to_q.weight, self.norm.weight, self.norm.bias, latent_rot)
+        q = _folded(self, "q", sources, (), queries)  # the latents' queries are a function of weights only
         # k and v as two projections, rotated in place (nothing else reads them): no copies
         # of the packed tokens beyond the per-head layout attention needs.
         ctx = self.norm_context(tokens)
@@ -154,7 +184,8 @@ class RotaryEncoderAttention(_CrossAttention):
         out = torch.stack([
             attend(q, kw, vw, dropout_p=p_drop) for kw, vw in zip(k.split(lengths, dim=1), v.split(lengths, dim=1))
         ])  # [B, H, L, Dh]
-        wo = _out_per_time(self.to_out, h, dh, step_rot if self.rotate_value else None, t, out_scale(p_drop))
+        wo = _folded(self, "out", (self.to_out.weight, step_rot), (p_drop,), lambda: _out_per_time(
+            self.to_out, h, dh, step_rot if self.rotate_value else None, t, out_scale(p_drop)))
         y = torch.baddbmm(self.to_out.bias, _windows_to_grid(out, t, n_lat // t), wo)
         return y.view(t, len(lengths), n_lat // t, -1)
 
@@ -176,11 +207,15 @@ class RotaryDecoderAttention(_CrossAttention):
         q = self.to_q(self.norm(session)).view(b, h, dh) * dh**-0.5
         q = rotate(q[queries.window], query_rot[:, None, :])  # [M, H, Dh]
         q = queries.pad(q).transpose(1, 2)  # [B, H, Mmax, Dh]
-        wk, wv = self.to_kv.weight.t().view(1, d, 2, h, dh).unbind(2)
-        wk = rotate(wk, step_rot[:, None, None, :])  # [T, dim, H, Dh]
+        def fold():
+            wk, wv = self.to_kv.weight.t().view(1, d, 2, h, dh).unbind(2)
+            wk = rotate(wk, step_rot[:, None, None, :])  # [T, dim, H, Dh]
+            return wk.reshape(t, d, h * dh), wv.reshape(d, h * dh)
+
+        wk, wv = _folded(self, "kv", (self.to_kv.weight, step_rot), (), fold)
         ctx = self.norm_context(latents).view(t, b * p, d)
-        k = _grid_to_windows(torch.bmm(ctx, wk.reshape(t, d, h * dh)), t, b, p, h, dh)
-        v = _grid_to_windows(torch.matmul(ctx, wv.reshape(d, h * dh)), t, b, p, h, dh)
+        k = _grid_to_windows(torch.bmm(ctx, wk), t, b, p, h, dh)
+        v = _grid_to_windows(torch.matmul(ctx, wv), t, b, p, h, dh)
         p_drop = self.dropout if self.training else 0.0
         out = attend(q, k, v, dropout_p=p_drop)  # [B, H, Mmax, Dh]
         out = queries.unpad(out.transpose(1, 2))  # [M, H, Dh]

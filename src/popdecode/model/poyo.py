@@ -164,11 +164,10 @@ class POYO(nn.Module):
         tokens = self.unit_vocab(input_units) + self.token_type_emb(input_types)  # [N, dim]
         token_rot = rotary_phases(input_times, self.omega)  # [N, F]
         step_rot = self.step_phases  # [T, F], shared by every window and layer
-        latents = self.latent_emb(self.latent_rows)  # [L, dim], the same in every window
         t, p = c.num_latent_steps, c.num_latents_per_step
-        latents = latents.view(t, 1, p, c.dim) + self.enc_atn(
-            latents, self.latent_phases, step_rot, tokens, token_rot,
-            input_lengths.tolist(), t,
+        latents = self.latent_emb.weight  # [P, dim], the same vectors at every time point and window
+        latents = latents.view(1, 1, p, c.dim) + self.enc_atn(
+            latents, self.latent_phases, step_rot, tokens, token_rot, input_lengths.tolist(),
         )  # -> [T, B, P, dim]
         latents = latents + self.enc_ffn(latents)
         for layer in self.proc_layers:
