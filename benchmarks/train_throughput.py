@@ -17,6 +17,7 @@ import argparse
 import datetime
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -61,19 +62,24 @@ def run_config(preset: str, batch_size: int, args) -> dict:
         contestants["torch-brain fp32"] = ("ref", theirs, torch.optim.AdamW(theirs.parameters(), lr=1e-4), "fp32")
 
     times = {name: [] for name in contestants}
+    cpu = {name: [] for name in contestants}
     n = args.warmup + args.steps
     for i in progress(range(n), desc=f"{preset} b{batch_size}", leave=False):
         windows = pb.synthetic_windows(batch_size, seed=args.seed * 1000 + i)
         batch, targets = pb.pack(windows)
         x, ptargets, mask = pb.pad_reference(windows, ours) if theirs is not None else (None, None, None)
         for name, (kind, model, opt, precision) in contestants.items():
+            c0 = time.process_time()
             if kind == "ours":
                 dt = pb.timed(lambda: ours_step(model, opt, batch, targets, precision))
             else:
                 dt = pb.timed(lambda: reference_step(model, opt, x, ptargets, mask))
             if i >= args.warmup:
                 times[name].append(dt)
-    return {name: batch_size / statistics.median(t) for name, t in times.items()}
+                cpu[name].append(time.process_time() - c0)
+    wall = {name: batch_size / statistics.median(t) for name, t in times.items()}
+    per_cpu = {name: batch_size / statistics.median(t) for name, t in cpu.items()}
+    return wall, per_cpu
 
 
 def main(argv=None) -> int:
@@ -94,12 +100,22 @@ def main(argv=None) -> int:
 
     print(f"# train throughput, {datetime.date.today()}, {pb.machine()}, load before: {pb.load()}")
     print(f"# {args.steps} timed steps after {args.warmup} warm-up; windows ~1.1k tokens, ~100 queries; AdamW; median step")
-    rows = []
+    rows, cpu_rows = [], []
     for item in args.configs.split(","):
         preset, batch = item.split(":")
-        rows.append((preset, int(batch), run_config(preset, int(batch), args)))
+        wall, per_cpu = run_config(preset, int(batch), args)
+        rows.append((preset, int(batch), wall))
+        cpu_rows.append((preset, int(batch), per_cpu))
+    for title, table in (("wall-clock windows/s", rows), ("windows per process CPU-second (insensitive to other load)", cpu_rows)):
+        print(f"{title}:")
+        print_table(table)
+    print(f"# load after: {pb.load()}")
+    return 0
+
+
+def print_table(rows):
     names = list(rows[0][2])
-    print("| preset | batch | " + " | ".join(f"{n} (windows/s)" for n in names) + " | ratios |")
+    print("| preset | batch | " + " | ".join(names) + " | ratios |")
     print("|---|---|" + "---|" * len(names) + "---|")
     for preset, batch, res in rows:
         ratios = []
@@ -111,8 +127,6 @@ def main(argv=None) -> int:
         if fp32 and "popdecode bf16" in res:
             ratios.append(f"bf16/fp32 {res['popdecode bf16'] / fp32:.2f}x")
         print(f"| {preset} | {batch} | " + " | ".join(f"{res[n]:.1f}" for n in names) + f" | {'; '.join(ratios)} |")
-    print(f"# load after: {pb.load()}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""Inference speed of poyo-1.3M: latency of one 1 s window at batch 1 (median, p99) and
+windows per second at batch 256, popdecode against torch-brain (same weights, same windows).
+
+    python benchmarks/inference.py                  # 2 threads
+    python benchmarks/inference.py --threads 1
+
+Batch 1 is what a streaming decoder does: popdecode's ``model.decode_window`` on one window's
+tokens (~1.1k tokens, 100 queries), torch-brain's padded forward on the same window. Times are
+wall-clock per call under ``torch.inference_mode``; process CPU time per call is printed too,
+because on a shared machine it is far less sensitive to other people's load. The two models
+alternate window by window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import poyo_bench as pb  # noqa: E402
+
+from popdecode.utils.progress import progress  # noqa: E402
+
+
+def measure(fn) -> tuple[float, float]:
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="poyo-1.3M")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--windows", type=int, default=300, help="batch-1 windows timed (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=256, help="large batch size (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="large-batch repetitions (default: %(default)s)")
+    p.add_argument("--no-reference", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    ours, theirs = pb.make_models(args.preset, reference=not args.no_reference, seed=args.seed)
+    ours.eval()
+    if theirs is not None:
+        theirs.eval()
+    windows = pb.synthetic_windows(args.windows, seed=args.seed + 7)
+    print(f"# inference, {datetime.date.today()}, {args.preset}, {pb.machine()}, load before: {pb.load()}")
+
+    def ours_one(b):
+        with torch.inference_mode():
+            ours.decode_window(input_units=b.input_units, input_types=b.input_types, input_times=b.input_times,
+                               session_index=int(b.session_index[0]), output_times=b.output_times)
+
+    def ref_one(x):
+        with torch.inference_mode():
+            theirs(**x)
+
+    res = {"popdecode": ([], []), "torch-brain": ([], [])}
+    warm = 10
+    for i, w in enumerate(progress(windows, desc="batch 1", leave=False)):
+        b, _ = pb.pack([w])
+        wall, cpu = measure(lambda: ours_one(b))
+        if i >= warm:
+            res["popdecode"][0].append(wall); res["popdecode"][1].append(cpu)
+        if theirs is not None:
+            x, _, _ = pb.pad_reference([w], ours)
+            wall, cpu = measure(lambda: ref_one(x))
+            if i >= warm:
+                res["torch-brain"][0].append(wall); res["torch-brain"][1].append(cpu)
+
+    print(f"batch 1, {len(windows) - warm} windows of ~1.1k tokens / 100 queries, {args.threads} threads:")
+    print("| model | median ms | p99 ms | median CPU ms |")
+    print("|---|---|---|---|")
+    for name, (wall, cpu) in res.items():
+        if wall:
+            s = pb.summary(wall)
+            print(f"| {name} | {1e3 * s['median']:.2f} | {1e3 * s['p99']:.2f} | {1e3 * pb.summary(cpu)['median']:.2f} |")
+
+    big = pb.synthetic_windows(args.batch, seed=args.seed + 11)
+    batch, _ = pb.pack(big)
+    x, _, _ = pb.pad_reference(big, ours) if theirs is not None else (None, None, None)
+    rates = {"popdecode": [], "torch-brain": []}
+    for _ in progress(range(args.repeats + 1), desc=f"batch {args.batch}", leave=False):
+        with torch.inference_mode():
+            rates["popdecode"].append(measure(lambda: ours(batch))[0])
+            if theirs is not None:
+                rates["torch-brain"].append(measure(lambda: theirs(**x))[0])
+    print(f"batch {args.batch} ({args.repeats} timed after 1 warm-up), windows/s:")
+    out = {k: args.batch / pb.summary(v[1:])["median"] for k, v in rates.items() if len(v) > 1}
+    print(" | ".join(f"{k} {v:.0f}" for k, v in out.items())
+          + (f" | ratio {out['popdecode'] / out['torch-brain']:.2f}x" if len(out) == 2 else ""))
+    print(f"# load after: {pb.load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
