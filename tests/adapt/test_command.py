@@ -19,7 +19,7 @@ from popdecode.train.config import TrainConfig
 from popdecode.train.trainer import train_from_scratch
 from train.easy_data import TINY_MODEL, easy_session, easy_sessions
 
-FAST = ["--steps", "6", "--finetune-steps", "4", "--scratch-steps", "4", "--batch-size", "8", "--evals", "2",
+FAST = ["--steps", "4", "--finetune-steps", "3", "--scratch-steps", "3", "--batch-size", "8", "--evals", "1",
         "--threads", "1"]
 
 
@@ -98,7 +98,7 @@ def test_finetune_changes_the_network_but_not_the_old_rows(pretrained, tmp_path)
         with open(tmp_path / "ft" / "adapt" / "3" / stage / "train_log.csv") as f:
             logs[stage] = list(csv.DictReader(f))
         assert all(r["valid_r2"] == "" for r in logs[stage])
-    assert int(logs["unit-id"][-1]["step"]) >= 6 and int(logs["finetune"][-1]["step"]) >= 4
+    assert int(logs["unit-id"][-1]["step"]) >= 4 and int(logs["finetune"][-1]["step"]) >= 3
     config = json.loads((tmp_path / "ft" / "adapt_config.json").read_text())
     assert config["sessions"] == ["new-0"] and config["model"] == "adapt/3/finetune"
     stages = config["timings"]["3"]["adapt"]["stages"]
