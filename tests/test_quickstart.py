@@ -84,6 +84,8 @@ def test_refuses_to_mix_with_an_earlier_quickstart(quick, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--minutes", "0"], "--minutes must be positive (got 0.0)"),
     (["--labelled-trials", "0"], "--labelled-trials must be at least 1 (got 0)"),
+    (["--steps", "0"], "--steps must be at least 1 (got 0)"),
+    (["--threads", "0"], "--threads must be at least 1 (got 0)"),
 ])
 def test_bad_options(tmp_path, capsys, argv, message):
     assert main(["quickstart", "--out", str(tmp_path / "q"), *argv]) == 2

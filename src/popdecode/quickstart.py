@@ -1,14 +1,15 @@
 """The whole of popdecode in a few minutes on a laptop: simulate, pretrain, adapt, compare, report.
 
-    popdecode quickstart [--out DIR] [--minutes M] [--labelled-trials N]
+    popdecode quickstart [--out DIR] [--steps N] [--minutes M] [--labelled-trials N]
 
 1. Simulate a small multi-animal reaching dataset (popdecode simulate's simulator): two
    animals, three sessions each, every session recording a different subset of its animal's
    neurons. The last session of the first animal is held out: the model never sees it
    during pretraining. DIR/data/pretrain and DIR/data/heldout are ordinary stores, each
    with the simulator's ground_truth.h5 beside it.
-2. Pretrain a small POYO on the other sessions for a fixed time budget (--minutes),
-   keeping the model with the best validation R^2 (DIR/runs/pretrained).
+2. Pretrain a small POYO on the other sessions for --steps steps or --minutes minutes,
+   whichever comes first, keeping the model with the best validation R^2
+   (DIR/runs/pretrained).
 3. Adapt it to the held-out session from its first --labelled-trials training trials by
    unit identification: only the new session's unit and session embeddings train, every
    other weight stays as it was (popdecode adapt; DIR/runs/adapted).
@@ -19,9 +20,10 @@
 5. Write the HTML report (popdecode report; DIR/report.html) and print the final table:
    session, POYO R^2, adapted R^2, Wiener, MLP, GRU (also DIR/quickstart_results.csv).
 
-The default budget is about 8 minutes on 2 CPU cores: 4.5 minutes of pretraining, and
-adaptation, baselines, evaluation and the report in the rest (less on a quiet machine,
-more when other jobs share the cores). Every stage shows a progress bar. Each stage writes
+The budget is at most about 8 minutes on 2 CPU cores: pretraining stops after 4.5 minutes
+even if its 2,500 steps are not done (a machine busy with other jobs trains fewer steps and
+scores lower), and adaptation, baselines, evaluation and the report take the rest. It runs
+on one thread by default (--threads). Every stage shows a progress bar. Each stage writes
 its files atomically; an interrupted quickstart is re-run with --overwrite.
 """
 
@@ -59,26 +61,32 @@ class QuickstartConfig:
     trials_per_session: int = 80
     min_units: int = 30
     max_units: int = 60
+    pool_size: int = 100  # neurons per animal: small, so sessions share many (see the report)
     seed: int = 0
-    # pretraining: a small POYO (fewer tokens per step than poyo-1.3M), stopped by time
+    # pretraining: a small POYO without dropout (a short run does not overfit), LAMB at a
+    # higher rate than POYO's 3.125e-5 x batch: it leaves the early plateau sooner
     model: dict = field(default_factory=lambda: dict(
-        dim=64, depth=2, num_latents_per_step=8, cross_heads=1, self_heads=2))
-    pretrain_minutes: float = 4.5
-    pretrain_epochs: int = 200  # length of the lr schedule; the time budget ends the run first
-    batch_size: int = 32
+        dim=64, depth=2, num_latents_per_step=8, cross_heads=1, self_heads=2,
+        ffn_dropout=0.0, lin_dropout=0.0, atn_dropout=0.0))
+    pretrain_steps: int = 2500  # the lr schedule's length: flat, then cosine (about 4 min on a quiet core)
+    pretrain_minutes: float = 4.5  # whichever comes first: a busy machine stops on time
+    batch_size: int = 16
+    lr: float = 2e-3
     # adaptation
     labelled_trials: int = 15
     adapt_steps: int = 200
     # baselines (MLP / GRU early-stop on valid; at most this many epochs)
     baseline_epochs: int = 100
-    threads: int | None = None
+    # One thread: a model this small gains little from a second one on a quiet machine, and
+    # on a busy one two threads spin-wait on each other (measured: 4 to 25 times slower).
+    threads: int = 1
 
     @classmethod
     def fast(cls) -> "QuickstartConfig":
         """A seconds-long run for tests: tiny data, a tiny model, a handful of steps."""
-        return cls(animals=2, sessions_per_animal=2, trials_per_session=14, min_units=12, max_units=20,
+        return cls(animals=2, sessions_per_animal=2, trials_per_session=14, min_units=12, max_units=20, pool_size=30,
                    model=dict(dim=32, depth=1, num_latents_per_step=4, cross_heads=1, self_heads=1, dim_head=16),
-                   pretrain_minutes=0.1, pretrain_epochs=2, batch_size=16, labelled_trials=4,
+                   pretrain_minutes=0.1, pretrain_steps=8, batch_size=16, labelled_trials=4,
                    adapt_steps=4, baseline_epochs=2)
 
     @property
@@ -93,10 +101,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="quickstart", metavar="DIR", help="directory to write (default ./quickstart)")
     p.add_argument("--minutes", type=float, default=d.pretrain_minutes,
                    help=f"pretraining time budget in minutes (default {d.pretrain_minutes:g})")
+    p.add_argument("--steps", type=int, default=d.pretrain_steps,
+                   help=f"most pretraining steps (default {d.pretrain_steps}; the lr schedule spans them)")
     p.add_argument("--labelled-trials", type=int, default=d.labelled_trials,
                    help=f"labelled trials of the held-out session used for adaptation (default {d.labelled_trials})")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the simulated data and of training (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch decides)")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help=f"torch CPU threads (default {d.threads}; more rarely helps a model this small)")
     p.add_argument("--fast", action="store_true", help="a tiny version that runs in seconds (for tests; numbers are meaningless)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier quickstart in DIR")
 
@@ -105,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     config = QuickstartConfig.fast() if args.fast else QuickstartConfig()
     if not args.fast:
         config.pretrain_minutes = args.minutes
+        config.pretrain_steps = args.steps
         config.labelled_trials = args.labelled_trials
     config.seed, config.threads = args.seed, args.threads
     table = run_pipeline(config, args.out, overwrite=args.overwrite)
@@ -118,17 +130,18 @@ def run_pipeline(config: QuickstartConfig, out: str | Path, *, overwrite: bool =
     """Run every stage into ``out``; returns the final table as printed text."""
     if not config.pretrain_minutes > 0:
         raise UserError(f"--minutes must be positive (got {config.pretrain_minutes})")
+    if config.pretrain_steps < 1:
+        raise UserError(f"--steps must be at least 1 (got {config.pretrain_steps})")
     if config.labelled_trials < 1:
         raise UserError(f"--labelled-trials must be at least 1 (got {config.labelled_trials})")
-    if config.threads is not None and config.threads < 1:
+    if config.threads < 1:
         raise UserError(f"--threads must be at least 1 (got {config.threads})")
     out = Path(out)
     _prepare_directory(out, overwrite)
     import torch
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    threads = config.threads
     started = time.perf_counter()
     pretrain_dir, heldout_dir = out / "data" / "pretrain", out / "data" / "heldout"
     pretrained, adapted = out / "runs" / "pretrained", out / "runs" / "adapted"
@@ -145,7 +158,8 @@ def run_pipeline(config: QuickstartConfig, out: str | Path, *, overwrite: bool =
     simulate(config, pretrain_dir, heldout_dir)
     seconds["simulate"] = time.perf_counter() - t
 
-    t = stage(2, f"pretraining POYO for up to {config.pretrain_minutes:g} min")
+    t = stage(2, f"pretraining POYO: {config.pretrain_steps} steps or {config.pretrain_minutes:g} min, "
+                 "whichever comes first")
     with log.open("a") as f, contextlib.redirect_stdout(f):
         result = pretrain(config, pretrain_dir, pretrained)
     best = result["best_valid_r2"]
@@ -157,7 +171,7 @@ def run_pipeline(config: QuickstartConfig, out: str | Path, *, overwrite: bool =
     _call("popdecode.adapt.command", [
         str(pretrained), "--data", str(heldout_dir), "--out", str(adapted), "--mode", "unit-id",
         "--labelled-trials", str(config.labelled_trials), "--steps", str(config.adapt_steps),
-        "--seed", str(config.seed), "--force",
+        "--seed", str(config.seed), "--threads", str(threads), "--force",
     ], log)
     seconds["adapt"] = time.perf_counter() - t
 
@@ -243,6 +257,7 @@ def simulate(config: QuickstartConfig, pretrain_dir: Path, heldout_dir: Path) ->
         seed=config.seed, num_animals=config.animals, sessions_per_animal=config.sessions_per_animal,
         trials_per_session=config.trials_per_session, min_units=config.min_units, max_units=config.max_units,
     )
+    sim.tuning.pool_size = config.pool_size
     sessions, truth = simulate_dataset(sim)
     for hidden in (truth.rates, truth.latents, truth.command_noise):
         hidden.clear()  # the report needs which neuron each unit is, not the rates
@@ -256,14 +271,21 @@ def simulate(config: QuickstartConfig, pretrain_dir: Path, heldout_dir: Path) ->
 
 
 def pretrain(config: QuickstartConfig, data_dir: Path, run_dir: Path) -> dict:
-    """Train POYO on the pretraining store for ``config.pretrain_minutes``."""
+    """Train POYO on the pretraining store for ``config.pretrain_steps`` or ``pretrain_minutes``."""
+    from popdecode.data.store import open_sessions
+    from popdecode.tokenize.sampler import TrainWindowSampler
     from popdecode.train.config import TrainConfig
     from popdecode.train.trainer import train_from_scratch
 
+    # The trainer's schedule is counted in epochs: as many as make up pretrain_steps.
+    windows = TrainWindowSampler(intervals=[s.split("train") for s in open_sessions([data_dir])]).total_windows
+    steps_per_epoch = max(1, math.ceil(windows / config.batch_size))
+    epochs = max(1, math.ceil(config.pretrain_steps / steps_per_epoch))
     train = TrainConfig(
-        data=[str(data_dir)], preset="poyo-1.3M", model_overrides=dict(config.model),
-        epochs=config.pretrain_epochs, batch_size=config.batch_size, time_budget_min=config.pretrain_minutes,
-        eval_every=5, seed=config.seed, threads=config.threads,
+        data=[str(data_dir)], preset="poyo-1.3M", model_overrides=dict(config.model), epochs=epochs,
+        batch_size=config.batch_size, lr=config.lr, max_steps=config.pretrain_steps,
+        time_budget_min=config.pretrain_minutes, eval_every=max(1, epochs // 20), seed=config.seed,
+        threads=config.threads,
     )
     return train_from_scratch(train, run_dir)
 
