@@ -198,3 +198,11 @@ def test_crash_mid_epoch_resumes_from_the_periodic_checkpoint(sessions, tmp_path
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "crashed")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_selection_ignores_sessions_with_undefined_r2():
+    from popdecode.train.trainer import selection_score
+
+    assert selection_score({"a": 0.5, "b": float("-inf"), "c": 0.7}) == pytest.approx(0.6)
+    assert np.isnan(selection_score({"a": float("-inf")}))
+    assert np.isnan(selection_score({}))

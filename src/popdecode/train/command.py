@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     best_text = "n/a (no valid split)" if best is None else f"{best:.4f} (epoch {result['best_epoch'] + 1})"
     print(f"trained {result['steps']} steps in {result['elapsed_s']:.0f} s; best valid R^2 {best_text}")
     for sid, r2 in sorted(result["valid_r2"].items()):
-        print(f"  {sid:<28} {r2:8.4f}")
+        print(f"  {sid:<28} " + ("     n/a (valid targets constant)" if r2 is None else f"{r2:8.4f}"))
     if result["stopped"]:
         print(f"stopped early ({result['stopped']}); continue with --resume")
     print(f"model: {args.out}/model.safetensors  log: {args.out}/train_log.csv")

@@ -135,15 +135,29 @@ def _tensorboard(out_dir: Path, enabled: bool):
 # --- validation ---------------------------------------------------------------------------
 
 def validate(model, sessions: Sequence, tokenizer, meta: dict, config: TrainConfig, device) -> dict[str, float]:
-    """Mean R^2 of each session on its valid split (sessions without one are left out)."""
+    """R^2 of each session on its valid split (sessions without one are left out).
+
+    A session whose valid targets do not vary (e.g. a rat resting through every valid block)
+    gets -inf: it is logged as such and left out of :func:`selection_score`.
+    """
     stitched = predict_split(
         model, sessions, tokenizer, split="valid",
         normalization=setup.normalization_from_meta(meta),
         batch_size=config.eval_batch_size, device=device, precision=config.precision,
     )
     rows = score(stitched, method="poyo", split="valid")
-    per_session = {s.id: mean_r2([r for r in rows if r.session == s.id]) for s in sessions}
-    return {k: v for k, v in per_session.items() if not math.isnan(v)}
+    per_session = {}
+    for s in sessions:
+        values = [r.r2 for r in rows if r.session == s.id and not math.isnan(r.r2)]
+        if values:
+            per_session[s.id] = float(np.mean(values))
+    return per_session
+
+
+def selection_score(valid: dict[str, float]) -> float:
+    """Mean valid R^2 over the sessions where it is finite (NaN when there is none)."""
+    finite = [v for v in valid.values() if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 # --- the loop -----------------------------------------------------------------------------
@@ -247,18 +261,19 @@ def fit(
         return {k: v for k, v in state.items()}
 
     def save_best(valid: dict[str, float], epoch: int) -> None:
-        score_ = float(np.mean(list(valid.values()))) if valid else float("nan")
+        score_ = selection_score(valid)
         best = state["best_score"]
-        # No valid split at all: the latest model is the best there is.
-        if math.isnan(score_) or best is None or score_ > best:
+        # Until some valid R^2 is finite (e.g. no valid split), the latest model is the best.
+        if best is None or (not math.isnan(score_) and score_ > best):
             state["best_score"] = None if math.isnan(score_) else score_
             state["best_epoch"] = epoch
-            state["best_valid"] = valid
+            # JSON has no infinities: a session whose R^2 is undefined is stored as null.
+            state["best_valid"] = {k: (v if math.isfinite(v) else None) for k, v in valid.items()}
             from popdecode.model.io import save_model
 
             save_model(out_dir, model, {**meta, "best": {"epoch": epoch, "step": state["global_step"],
                                                          "valid_r2": state["best_score"],
-                                                         "valid_r2_per_session": valid}})
+                                                         "valid_r2_per_session": state["best_valid"]}})
 
     try:
         while state["epoch"] < config.epochs and stopped is None:
@@ -326,7 +341,7 @@ def fit(
                 "step": state["global_step"],
                 "loss": state["epoch_loss_sum"] / max(state["epoch_windows"], 1),
                 "lr": lr_at(state["global_step"] - 1, total_steps, config.peak_lr),
-                "valid_r2": "" if not valid else float(np.mean(list(valid.values()))),
+                "valid_r2": "" if valid is None else selection_score(valid),
             }
             for s in sessions:
                 row[f"valid_r2/{s.id}"] = "" if not valid or s.id not in valid else valid[s.id]
@@ -334,7 +349,7 @@ def fit(
             row["elapsed_s"] = time.perf_counter() - clock0
             log_rows.append(row)
             _write_log(out_dir / LOG_FILE, log_rows)
-            if writer is not None and valid:
+            if writer is not None and valid and math.isfinite(row["valid_r2"]):
                 writer.add_scalar("valid/r2", row["valid_r2"], state["global_step"])
             if finished:
                 state.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_windows=0,
