@@ -63,7 +63,7 @@ class AdaptConfig:
 
     mode: str = "unit-id"  # see MODES
     steps: int = 200  # unit-id stage: optimisation steps
-    lr: float = 1e-2  # unit-id stage: peak learning rate
+    lr: float = 3e-2  # unit-id stage: peak learning rate (best of 1e-2, 3e-2, 1e-1 on valid, BENCHMARKS.md)
     finetune_steps: int = 200  # finetune stage: optimisation steps
     finetune_lr: float = 1e-3  # finetune stage: peak learning rate
     batch_size: int = 16  # windows per step
@@ -74,7 +74,7 @@ class AdaptConfig:
     no_valid: bool = False  # hide the valid split: keep the last epoch
     reuse_session: bool = False  # allow sessions already in the vocabulary
     scratch_steps: int = 400  # from-scratch comparison: steps and learning rate
-    scratch_lr: float = 2e-3
+    scratch_lr: float = 3e-3  # best of 1e-3, 3e-3, 1e-2 on valid (BENCHMARKS.md)
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
