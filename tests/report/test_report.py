@@ -159,6 +159,10 @@ def test_bad_inputs_fail_with_one_line(tiny, tmp_path, capsys):
          f"popdecode: error: run directory {tmp_path / 'nope'} does not exist; pass a directory written by popdecode train or adapt"),
         ([str(root / "run"), "--compare", str(tmp_path / "x.txt")],
          f"popdecode: error: --compare {tmp_path / 'x.txt'} is neither a results .csv/.json file nor a run directory (no model.json there)"),
+        ([str(root / "run"), "--compare", str(root / "baseline_wiener.csv"), "--split", "valid",
+          "--out", str(tmp_path / "r.html")],
+         f"popdecode: error: --compare {root / 'baseline_wiener.csv'} holds no valid results (only test); "
+         "compare on --split test, or re-run that command on the valid split"),
         ([str(root / "run"), "--out", str(tmp_path / "r.pdf")],
          f"popdecode: error: --out must name an .html file, got {tmp_path / 'r.pdf'}"),
     ]

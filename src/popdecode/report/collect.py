@@ -179,8 +179,10 @@ def load_source(path: str | Path, *, data: list[str] | None, split: str) -> Sour
             rows = read_results(path)
         except (KeyError, ValueError, TypeError, json.JSONDecodeError):
             raise UserError(f"--compare {path} is not a results table written by popdecode (columns method, split, session, readout, r2, n_timestamps)") from None
-        rows = [r for r in rows if r.split == split] or rows
-        return Source(label=path.stem, path=path, rows=rows)
+        if rows and not any(r.split == split for r in rows):
+            raise UserError(f"--compare {path} holds no {split} results (only {rows[0].split}); "
+                            f"compare on --split {rows[0].split}, or re-run that command on the {split} split")
+        return Source(label=path.stem, path=path, rows=[r for r in rows if r.split == split])
     if path.is_dir() and (path / "model.json").is_file():
         return load_run(path, data=data, split=split).source
     raise UserError(f"--compare {path} is neither a results .csv/.json file nor a run directory (no model.json there)")

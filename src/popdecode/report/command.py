@@ -21,7 +21,7 @@ with `popdecode evaluate` on the data directories the run recorded (or --data) a
 RUN like any evaluation. The page is written atomically (default RUN/report.html).
 
 examples:
-  popdecode report runs/sim --compare sim/../baseline_wiener.csv sim/../baseline_mlp.csv
+  popdecode report runs/sim --compare baseline_wiener.csv baseline_mlp.csv baseline_gru.csv
   popdecode report runs/adapted --compare runs/pretrained --data sim sim_new --out adapted.html
 """
 
@@ -82,8 +82,10 @@ def build_report(
     out = Path(out) if out else run_dir / "report.html"
     if out.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"--out must name an .html file, got {out}")
+    # The --compare items first: a wrong file fails before the run is evaluated.
+    others = [collect.load_source(c, data=data, split=split) for c in compare]
     run = collect.load_run(run_dir, data=data, split=split)
-    sources = [run.source] + [collect.load_source(c, data=data, split=split) for c in compare]
+    sources = [run.source, *others]
 
     by_session: dict[str, list] = {}
     for it in run.predictions:
