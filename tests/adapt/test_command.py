@@ -97,7 +97,10 @@ def test_finetune_changes_the_network_but_not_the_old_rows(pretrained, tmp_path)
     for stage in ("unit-id", "finetune"):
         with open(tmp_path / "ft" / "adapt" / "3" / stage / "train_log.csv") as f:
             logs[stage] = list(csv.DictReader(f))
-        assert all(r["valid_r2"] == "" for r in logs[stage])
+        assert all(r["valid_r2"] in ("", "nan") for r in logs[stage])  # never scored on valid
+        _, stage_meta = load_model(tmp_path / "ft" / "adapt" / "3" / stage)
+        assert stage_meta["best"]["epoch"] + 1 == int(float(logs[stage][-1]["epoch"]))
+        assert stage_meta["best"]["valid_r2"] is None
     assert int(logs["unit-id"][-1]["step"]) >= 4 and int(logs["finetune"][-1]["step"]) >= 3
     config = json.loads((tmp_path / "ft" / "adapt_config.json").read_text())
     assert config["sessions"] == ["new-0"] and config["model"] == "adapt/3/finetune"
