@@ -178,6 +178,15 @@ def test_empty_labelled_set_is_refused_before_anything_is_written(pretrained, tm
     assert not (tmp_path / "x").exists()
 
 
+def test_output_over_something_else_is_refused(pretrained, tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    assert adapt(pretrained, tmp_path / "notes") == 2
+    assert capsys.readouterr().err.strip() == (
+        f"popdecode: error: {tmp_path / 'notes'} exists and is not a run directory; choose another --out")
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+
+
 def test_help_names_modes_and_files(capsys):
     with pytest.raises(SystemExit):
         main(["adapt", "--help"])

@@ -141,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--out must differ from RUN: the pretrained run is read, never changed")
     if (out / META).exists() and not args.force:
         raise UserError(f"{out} already holds a model; choose another --out or pass --force")
+    if out.exists() and not (out / META).exists() and (not out.is_dir() or any(out.iterdir())):
+        # NEWRUN is replaced as a whole: never on top of something that is not a run.
+        raise UserError(f"{out} exists and is not a run directory; choose another --out")
 
     # Every check before any training: a bad input fails in seconds, not after an adaptation.
     model, _ = load_model(run_dir)
