@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ import torch
 from popdecode.model import POYO, PRESETS, count_parameters
 from popdecode.model.packing import Packing
 
-from model_helpers import random_batch, tiny_model, window
+from model_helpers import TINY, random_batch, tiny_model, window
 
 
 @pytest.mark.parametrize("preset,expected", [("poyo-1.3M", 1_257_410), ("poyo-11.8M", 11_724_162)])
@@ -94,9 +96,7 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32():
 
 
 def test_dropout_is_active_in_training_only():
-    model = tiny_model()
-    model.config.lin_dropout = 0.5  # config is read at construction; rebuild with dropout
-    model = POYO(config=model.config, readouts={"hand_vel": 2})
+    model = POYO(config=dataclasses.replace(TINY, lin_dropout=0.5), readouts={"hand_vel": 2})
     model.unit_vocab.add([f"s0/{u}" for u in range(10)]); model.session_vocab.add(["s0"])
     batch = random_batch(model, [30], [5])
     model.train()
@@ -120,3 +120,39 @@ def test_empty_window_is_refused():
     batch.input_lengths = torch.tensor([20, 0])
     with pytest.raises(ValueError, match="at least one input token"):
         model(batch)
+
+
+def test_inference_cache_of_folded_weights_follows_weight_updates():
+    model = tiny_model()
+    batch = random_batch(model, [30, 20], [4, 5])
+    with torch.no_grad():
+        cached = model(batch)["hand_vel"]
+        again = model(batch)["hand_vel"]  # served from the cache
+    fresh = model(batch)["hand_vel"].detach()  # grad enabled: folds afresh
+    torch.testing.assert_close(cached, fresh, atol=1e-6, rtol=0)
+    assert torch.equal(cached, again)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(batch)["hand_vel"].sum().backward()
+    opt.step()  # in-place updates bump the weights' versions
+    with torch.no_grad():
+        after = model(batch)["hand_vel"]
+    torch.testing.assert_close(after, model(batch)["hand_vel"].detach(), atol=1e-6, rtol=0)
+    assert not torch.allclose(after, cached)
+
+
+@pytest.mark.parametrize("group_size", [1, 2, 8])
+def test_encoder_window_groups_do_not_change_predictions(group_size):
+    """Grouping windows by length (padded, masked) gives what window-by-window attention gives,
+    in evaluation and on the training path (dropout rounded to zero)."""
+    model = tiny_model()
+    batch = random_batch(model, [50, 13, 80, 31, 64], [3, 7, 2, 5, 4])
+    model.enc_atn.group_size = 1
+    with torch.no_grad():
+        ref = model(batch)["hand_vel"]
+        model.enc_atn.group_size = group_size
+        got = model(batch)["hand_vel"]
+        model.enc_atn.dropout = 1e-9  # written-out attention with masking, nothing dropped
+        model.train()
+        train = model(batch)["hand_vel"]
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(train, ref, atol=1e-5, rtol=0)

@@ -39,15 +39,22 @@ from popdecode.model.rotary import rotate
 Rot = torch.Tensor  # unit complex phases exp(i w t), complex64, [..., F]
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: float) -> torch.Tensor:
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: float,
+           mask: torch.Tensor | None = None) -> torch.Tensor:
     """softmax(q k^T) v over the last two axes; q pre-scaled. [..., Lq, Dh] x [..., Lk, Dh].
+    ``mask`` (bool, broadcasting to [..., Lq, Lk]) marks the keys that take part.
 
     With dropout the kept probabilities are NOT rescaled here: the caller folds the
     1 / keep factor (:func:`out_scale`) into its output projection, a much smaller tensor.
     """
     if dropout_p == 0.0:
-        return F.scaled_dot_product_attention(q, k, v, scale=1.0)
-    probs = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
+        if mask is not None and q.shape[:-2] != k.shape[:-2]:
+            q = q.expand(*k.shape[:-2], *q.shape[-2:])
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+    scores = q @ k.transpose(-1, -2)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
     probs = probs * keep_mask(tuple(probs.shape), dropout_p, probs.device, probs.dtype)
     return probs @ v
 
@@ -152,8 +159,12 @@ class _CrossAttention(nn.Module):
 class RotaryEncoderAttention(_CrossAttention):
     """Encoder: the latents (the same vectors in every window) attend to each window's spike
     tokens (packed), rotate value on. The queries are computed once for all windows; keys and
-    values are projected and rotated on the packed tokens, and attention runs window by window
-    over exactly that window's tokens, so no work is spent on padding."""
+    values are projected and rotated on the packed tokens. Attention runs on groups of
+    ``group_size`` windows of similar length (sorted by length, padded to the longest of
+    their group and masked): little work on padding, and a few large operations rather than
+    many small ones (``group_size = 1``: window by window, no padding at all)."""
+
+    group_size = 8
 
     def forward(self, latents: torch.Tensor, latent_rot: Rot, step_rot: Rot, tokens: torch.Tensor,
                 token_rot: Rot, lengths: list[int]) -> torch.Tensor:
@@ -181,13 +192,46 @@ class RotaryEncoderAttention(_CrossAttention):
             v = rotate(v, phases, inplace=True)
         k, v = k.transpose(0, 1).contiguous(), v.transpose(0, 1).contiguous()  # [H, N, Dh]
         p_drop = self.dropout if self.training else 0.0
-        out = torch.stack([
-            attend(q, kw, vw, dropout_p=p_drop) for kw, vw in zip(k.split(lengths, dim=1), v.split(lengths, dim=1))
-        ])  # [B, H, L, Dh]
+        if self.group_size <= 1 or len(lengths) == 1:
+            out = torch.stack([
+                attend(q, kw, vw, dropout_p=p_drop) for kw, vw in zip(k.split(lengths, dim=1), v.split(lengths, dim=1))
+            ])  # [B, H, L, Dh]
+        else:
+            out = self._grouped(q, k, v, lengths, p_drop)
         wo = _folded(self, "out", (self.to_out.weight, step_rot), (p_drop,), lambda: _out_per_time(
             self.to_out, h, dh, step_rot if self.rotate_value else None, t, out_scale(p_drop)))
         y = torch.baddbmm(self.to_out.bias, _windows_to_grid(out, t, n_lat // t), wo)
         return y.view(t, len(lengths), n_lat // t, -1)
+
+    def _grouped(self, q, k, v, lengths: list[int], p_drop: float) -> torch.Tensor:
+        """Attention over groups of similar-length windows; q [H, L, Dh], k/v [H, N, Dh] packed."""
+        h, dh = self.heads, self.dim_head
+        starts = [0]
+        for n in lengths[:-1]:
+            starts.append(starts[-1] + n)
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        groups = [order[i : i + self.group_size] for i in range(0, len(order), self.group_size)]
+        # One gather for all groups: row j of group g reads token start + j (or, past the
+        # window's end, its first token, masked out below).
+        index, masks, sizes = [], [], []
+        for g in groups:
+            n = torch.tensor([lengths[w] for w in g])
+            s = torch.tensor([starts[w] for w in g])
+            pos = torch.arange(int(n.max()))
+            valid = pos[None, :] < n[:, None]  # [G, Lg]
+            index.append(torch.where(valid, s[:, None] + pos[None, :], s[:, None]).reshape(-1))
+            masks.append(valid.to(k.device))
+            sizes.append(valid.numel())
+        index = torch.cat(index).to(k.device)
+        outs = []
+        for valid, kg, vg in zip(masks, k.index_select(1, index).split(sizes, 1), v.index_select(1, index).split(sizes, 1)):
+            g, lg = valid.shape
+            kg = kg.view(h, g, lg, dh).transpose(0, 1)  # [G, H, Lg, Dh]
+            vg = vg.view(h, g, lg, dh).transpose(0, 1)
+            outs.append(attend(q, kg, vg, dropout_p=p_drop, mask=valid[:, None, None, :]))
+        inverse = torch.empty(len(order), dtype=torch.int64)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        return torch.cat(outs).index_select(0, inverse.to(k.device))  # [B, H, L, Dh], window order
 
 
 class RotaryDecoderAttention(_CrossAttention):

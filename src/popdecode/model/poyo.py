@@ -37,6 +37,8 @@ step (unused readout heads receive zero gradients), so DistributedDataParallel n
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch import nn
@@ -81,7 +83,7 @@ class POYO(nn.Module):
         super().__init__()
         if not readouts:
             raise ValueError("a POYO model needs at least one readout")
-        c = self.config = config
+        c = self.config = dataclasses.replace(config)  # a copy: the caller's object may change later
         s = c.emb_init_scale
 
         self.unit_vocab = Vocabulary(dim=c.dim, init_scale=s, kind="unit")
