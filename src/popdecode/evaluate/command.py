@@ -103,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
             session=sid, readout=readout, timestamps=st.timestamps, prediction=st.predictions,
             target=target, eval_mask=mask, columns=list(series.columns), unit=str(series.unit),
         ))
+        with np.errstate(over="ignore", divide="ignore"):  # constant targets: R^2 = -inf
+            r2 = r2_score(target[mask], st.predictions[mask])
         rows.append(ResultRow(method=args.method, split=args.split, session=sid, readout=readout,
-                              r2=r2_score(target[mask], st.predictions[mask]), n_timestamps=int(mask.sum())))
+                              r2=r2, n_timestamps=int(mask.sum())))
 
     out_csv = Path(args.out) if args.out else run_dir / f"results_{args.split}.csv"
     pred_path = Path(args.predictions) if args.predictions else run_dir / f"predictions_{args.split}.h5"

@@ -91,8 +91,10 @@ def score(stitched: dict[tuple[str, str], Stitched], *, method: str, split: str)
     rows = []
     for (sid, readout), st in sorted(stitched.items()):
         mask = st.eval_mask
-        rows.append(ResultRow(
-            method=method, split=split, session=sid, readout=readout,
-            r2=r2_score(st.targets[mask], st.predictions[mask]), n_timestamps=int(mask.sum()),
-        ))
+        # Targets that never vary (a resting rat) give R^2 = -inf; that is the answer, not a
+        # numerical accident worth a warning on every validation.
+        with np.errstate(over="ignore", divide="ignore"):
+            r2 = r2_score(st.targets[mask], st.predictions[mask])
+        rows.append(ResultRow(method=method, split=split, session=sid, readout=readout,
+                              r2=r2, n_timestamps=int(mask.sum())))
     return rows
