@@ -12,6 +12,12 @@ from popdecode.data.store import write_session
 from train.easy_data import easy_sessions
 
 
+def _has_tensorboard() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
@@ -48,6 +54,8 @@ def test_one_step_of_the_real_preset(store, tmp_path, capsys):
      "dim, dim_head, emb_init_scale, ffn_dropout, latent_step, lin_dropout, num_latents_per_step, self_heads, t_max, "
      "t_min, window_length; got 'width=3'"),
     (["--loss-weight", "reach"], "--loss-weight expects SET=WEIGHT such as reach=5, got 'reach'"),
+    pytest.param(["--tensorboard"], "--tensorboard needs the tensorboard package: pip install 'popdecode[tensorboard]', "
+                 "or drop the flag", marks=pytest.mark.skipif(_has_tensorboard(), reason="tensorboard is installed")),
     (["--resume"], "nothing to resume in {out}: no checkpoint/state.json there; drop --resume to start a new run"),
 ])
 def test_bad_input_is_one_line(store, tmp_path, capsys, flags, message):
@@ -55,7 +63,7 @@ def test_bad_input_is_one_line(store, tmp_path, capsys, flags, message):
     assert main(["train", "--data", str(store), "--out", str(out), *flags]) == 2
     err = capsys.readouterr().err
     assert err == f"popdecode: error: {message.format(out=out)}\n"
-    assert not (out / "model.json").exists()
+    assert not out.exists()  # nothing written
 
 
 def test_help(capsys):

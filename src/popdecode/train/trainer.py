@@ -122,14 +122,15 @@ def _write_log(path: Path, rows: list[dict]) -> None:
         tmp.write_text(buf.getvalue())
 
 
-def _tensorboard(out_dir: Path, enabled: bool):
+def _tensorboard_class(enabled: bool):
+    """TensorBoard's SummaryWriter, checked before anything is written (None when off)."""
     if not enabled:
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise UserError("--tensorboard needs the tensorboard package: pip install 'popdecode[tensorboard]', or drop the flag") from None
-    return SummaryWriter(str(out_dir / "tensorboard"))
+    return SummaryWriter
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -199,6 +200,7 @@ def fit(
         raise UserError(f"nothing to resume in {out_dir}: no checkpoint/state.json there; drop --resume to start a new run")
     if not resume and has_checkpoint(out_dir):
         raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out")
+    summary_writer = _tensorboard_class(config.tensorboard)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / CONFIG_FILE, config.to_dict())
     meta = dict(meta)
@@ -249,7 +251,7 @@ def fit(
         torch.manual_seed(config.seed)  # dropout stream
     log_rows: list[dict] = state["log"]
 
-    writer = _tensorboard(out_dir, config.tensorboard)
+    writer = None if summary_writer is None else summary_writer(str(out_dir / "tensorboard"))
     budget_s = None if config.time_budget_min is None else 60.0 * config.time_budget_min
     clock0 = time.perf_counter() - state["elapsed_s"]  # total training time, over resumes
     started = time.perf_counter()  # the time budget counts this invocation only
