@@ -161,6 +161,7 @@ def test_no_training_windows_is_a_clear_error(tmp_path):
     model, meta = build_model(cfg, [s])
     with pytest.raises(UserError, match=r"^no training windows: no train interval of the selected sessions lasts 1 s"):
         fit(model, [s], cfg, tmp_path / "run", meta=meta)
+    assert not (tmp_path / "run").exists()
 
 
 class CrashAfter:

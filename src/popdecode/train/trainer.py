@@ -201,8 +201,6 @@ def fit(
     if not resume and has_checkpoint(out_dir):
         raise UserError(f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out")
     summary_writer = _tensorboard_class(config.tensorboard)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / CONFIG_FILE, config.to_dict())
     meta = dict(meta)
     meta["train_config"] = config.to_dict()
     meta["sessions"] = [s.id for s in sessions]
@@ -241,7 +239,9 @@ def fit(
     steps_per_epoch = math.ceil(len(sampler) / B)
     total_steps = config.epochs * steps_per_epoch
 
-    # -- where we stand --------------------------------------------------------------------
+    # -- where we stand (everything above may refuse the run; nothing is written before) ----
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / CONFIG_FILE, config.to_dict())
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": None, "best_epoch": None,
              "best_valid": {}, "elapsed_s": 0.0, "log": [],
              "epoch_loss_sum": 0.0, "epoch_windows": 0, "epoch_train_s": 0.0}
