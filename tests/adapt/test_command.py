@@ -217,3 +217,15 @@ def test_adapting_a_model_converted_from_torch_brain(pretrained, tmp_path):
     # Their checkpoint has no target normalisation: it is measured on the labelled samples.
     assert meta["normalization_from_adaptation"] == ["hand_vel"]
     assert np.isfinite(json.loads((tmp_path / "ad" / "learning_curve.json").read_text())[0]["r2_adapt"])
+
+
+def test_adaptation_depends_on_its_seed_not_on_the_global_generator(pretrained, tmp_path):
+    """The same command gives the same model whatever ran before it in the process."""
+    weights = []
+    for i, draws in enumerate((1, 1000)):
+        torch.rand(draws)  # leave torch's global generator in a different state each time
+        assert adapt(pretrained, tmp_path / f"ad{i}", "--mode", "unit-id", "--labelled-trials", "3") == 0
+        weights.append(load_file(str(tmp_path / f"ad{i}" / "model.safetensors")))
+    assert set(weights[0]) == set(weights[1])
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name

@@ -160,6 +160,10 @@ def adapt(
     work_dir = Path(work_dir)
     window_length = float(model.config.window_length)
     readouts = check_new_sessions(model, sessions, reuse=cfg.reuse_session)
+    # The new rows are drawn from torch's global generator: seed it here, so that an
+    # adaptation depends on --seed alone and not on what ran before it in the process
+    # (the quickstart pretrains in the same process).
+    torch.manual_seed(cfg.seed)
     masks = add_rows(model, sessions)
     meta = adapted_meta(meta, sessions, readouts, pieces)
     meta["adaptation"] = {
