@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from popdecode.data.validate import clean_session
+from popdecode.data.validate import clean_session, finite_in_order
 from popdecode.errors import UserError
 
 from .helpers import make_session
@@ -63,3 +63,17 @@ def test_behaviour_samples_without_a_time_are_dropped():
     out, notes = clean_session(s)
     assert notes == ["session n: series 'force': dropped 2 samples with a non-finite timestamp"]
     assert len(out.series["force"].timestamps) == len(s.series["force"].timestamps) - 2
+
+
+def test_finite_in_order_matches_filter_then_stable_sort():
+    rng = np.random.default_rng(3)
+    times = rng.integers(0, 20, size=200).astype(float)  # many ties: stability matters
+    times[rng.choice(200, size=15, replace=False)] = np.nan
+    times[7] = np.inf
+    keep, dropped, moved = finite_in_order(times)
+    finite = np.flatnonzero(np.isfinite(times))
+    expected = finite[np.argsort(times[finite], kind="stable")]
+    np.testing.assert_array_equal(keep, expected)
+    assert dropped == 16
+    assert moved == int(np.count_nonzero(np.argsort(times[finite], kind="stable") != np.arange(len(finite))))
+    assert finite_in_order(np.array([0.0, 1.0, 1.0, 2.0])) == (None, 0, 0)

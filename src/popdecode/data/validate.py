@@ -30,6 +30,24 @@ from popdecode.data.session import Series, Session
 from popdecode.errors import UserError
 
 
+def finite_in_order(times: np.ndarray) -> tuple[np.ndarray | None, int, int]:
+    """How to make ``times`` finite and sorted: ``(keep, dropped, moved)``.
+
+    ``keep`` indexes ``times`` (and whatever travels with them) so that the result holds the
+    finite times in stable time order; it is None when nothing needs to change. ``dropped``
+    counts non-finite times, ``moved`` the finite ones that change place when sorted.
+    """
+    finite = np.isfinite(times)
+    keep = None if finite.all() else np.flatnonzero(finite)
+    kept = times if keep is None else times[keep]
+    moved = 0
+    if len(kept) > 1 and np.any(np.diff(kept) < 0):
+        order = np.argsort(kept, kind="stable")
+        moved = int(np.count_nonzero(order != np.arange(len(order))))
+        keep = order if keep is None else keep[order]
+    return keep, int((~finite).sum()), moved
+
+
 def clean_session(session: Session) -> tuple[Session, list[str]]:
     """A checked copy of ``session`` and the warning lines describing what was changed.
 
@@ -63,15 +81,13 @@ def clean_session(session: Session) -> tuple[Session, list[str]]:
             f"session {sid}: spike unit indices run from {units.min()} to {units.max()} "
             f"but there are {session.num_units} units; each spike must name a row of the unit table"
         )
-    finite = np.isfinite(times)
-    if not finite.all():
-        notes.append(f"session {sid}: dropped {int((~finite).sum())} spikes with a non-finite time")
-        times, units = times[finite], units[finite]
-    if len(times) > 1 and np.any(np.diff(times) < 0):
-        order = np.argsort(times, kind="stable")
-        moved = int(np.count_nonzero(order != np.arange(len(order))))
+    keep, dropped, moved = finite_in_order(times)
+    if dropped:
+        notes.append(f"session {sid}: dropped {dropped} spikes with a non-finite time")
+    if moved:
         notes.append(f"session {sid}: {moved} spikes were not in time order; sorted them")
-        times, units = times[order], units[order]
+    if keep is not None:
+        times, units = times[keep], units[keep]
     domain = session.domain
     if len(domain):
         inside = domain.contains(times)
@@ -90,14 +106,13 @@ def clean_session(session: Session) -> tuple[Session, list[str]]:
         ts, vals = s.timestamps, s.values
         if len(ts) != len(vals):
             raise UserError(f"session {sid}: series {name!r} has {len(ts)} timestamps but {len(vals)} samples")
-        finite = np.isfinite(ts)
-        if not finite.all():
-            notes.append(f"session {sid}: series {name!r}: dropped {int((~finite).sum())} samples with a non-finite timestamp")
-            ts, vals = ts[finite], vals[finite]
-        if len(ts) > 1 and np.any(np.diff(ts) < 0):
-            order = np.argsort(ts, kind="stable")
-            notes.append(f"session {sid}: series {name!r} timestamps were not in order; sorted {len(ts)} samples")
-            ts, vals = ts[order], vals[order]
+        keep, dropped, moved = finite_in_order(ts)
+        if dropped:
+            notes.append(f"session {sid}: series {name!r}: dropped {dropped} samples with a non-finite timestamp")
+        if moved:
+            notes.append(f"session {sid}: series {name!r} timestamps were not in order; sorted {len(ts) - dropped} samples")
+        if keep is not None:
+            ts, vals = ts[keep], vals[keep]
         nan_rows = int(np.isnan(vals).any(axis=1).sum()) if vals.size else 0
         if nan_rows:
             notes.append(
