@@ -153,13 +153,14 @@ def run_experiment(args, *, kind: str) -> None:
                                       "--min-units", "40", "--max-units", "120", "--seed", "0", "--no-rates"]))
         else:
             files = [str(REAL / f"{s}.nwb") for s in REAL_PRETRAIN + list(REAL_HELDOUT)]
-            record("data", cli(work, ["prepare", *files, "--out", str(data)]))
+            record("data", cli(work, ["prepare", *files, "--out", str(data), "--split-margin", f"{args.split_margin:g}"]))
 
     pre = runs / "pretrain"
     if "pretrain" in steps and not (pre / "model.json").exists():
         sessions = [SIM_PRETRAIN] if kind == "sim" else REAL_PRETRAIN
         record("pretrain", train(work, data, sessions, pre, epochs=args.pretrain_epochs, minutes=args.pretrain_minutes,
-                                 batch_size=args.batch_size, model=model, eval_every=args.eval_every, threads=args.threads))
+                                 batch_size=args.batch_size, model=model, eval_every=args.eval_every, threads=args.threads,
+                                 lr=args.pretrain_lr))
 
     tuned_path = work / "tune.json"
     if "tune" in steps and not tuned_path.exists():
@@ -276,6 +277,9 @@ def main() -> None:
     p.add_argument("--pretrain-epochs", type=int, default=30)
     p.add_argument("--pretrain-minutes", type=float, default=15.0)
     p.add_argument("--batch-size", type=int, default=32, help="pretraining batch size")
+    p.add_argument("--pretrain-lr", type=float, default=None, help="pretraining peak learning rate (default: POYO's 3.125e-5 x batch)")
+    p.add_argument("--split-margin", type=float, default=1.0,
+                   help="real: prepare's --split-margin (0 keeps the monkeys' abutting trials for training)")
     p.add_argument("--reference-steps", type=int, default=1500)
     p.add_argument("--reference-minutes", type=float, default=8.0)
     p.add_argument("--reference-batch-size", type=int, default=16)

@@ -115,8 +115,8 @@ def test_learning_curve_files(pretrained, tmp_path, capsys):
     out = tmp_path / "lc"
     with open(out / "learning_curve.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["mode", "requested", "labelled_trials", "session", "r2_adapt", "r2_scratch",
-                             "seconds_adapt", "seconds_scratch"]
+    assert list(rows[0]) == ["mode", "requested", "labelled_trials", "labelled_seconds", "session", "r2_adapt",
+                             "r2_scratch", "seconds_adapt", "seconds_scratch"]
     assert [(r["mode"], r["requested"], r["session"]) for r in rows] == [("unit-id", "2", "new-1"), ("unit-id", "all", "new-1")]
     assert int(rows[0]["labelled_trials"]) == 2 and int(rows[1]["labelled_trials"]) > 2
     for r in rows:  # both models scored, the scratch one trained on the same trials
@@ -229,3 +229,15 @@ def test_adaptation_depends_on_its_seed_not_on_the_global_generator(pretrained, 
     assert set(weights[0]) == set(weights[1])
     for name in weights[0]:
         assert torch.equal(weights[0][name], weights[1][name]), name
+
+
+def test_labelled_seconds_curve(pretrained, tmp_path, capsys):
+    root = pretrained
+    assert adapt(root, tmp_path / "sec", "--labelled-trials", "4s,9s", "--sessions", "new-0", "--no-scratch") == 0
+    with open(tmp_path / "sec" / "learning_curve.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["requested"] for r in rows] == ["4s", "9s"]
+    assert [float(r["labelled_seconds"]) for r in rows] == pytest.approx([4.0, 9.0])
+    assert all(r["r2_scratch"] == "" for r in rows)
+    _, meta = load_model(tmp_path / "sec")
+    assert meta["adaptation"]["labelled_seconds"] == {"new-0": pytest.approx(9.0)}

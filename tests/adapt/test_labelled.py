@@ -33,10 +33,11 @@ def short_trial_session():
     )
 
 
-def test_parse_counts_fractions_and_all():
-    specs = parse_labelled_trials("5, 10,0.25,all")
-    assert [s.label for s in specs] == ["5", "10", "0.25", "all"]
-    assert [s.resolve(40) for s in specs] == [5, 10, 10, 40]
+def test_parse_counts_fractions_seconds_and_all():
+    specs = parse_labelled_trials("5, 10,0.25,all, 90s,1.5S")
+    assert [s.label for s in specs] == ["5", "10", "0.25", "all", "90s", "1.5s"]
+    assert [s.resolve(40) for s in specs[:4]] == [5, 10, 10, 40]
+    assert specs[4] == LabelledSpec(seconds=90.0) and not specs[4].is_all
     assert LabelledSpec(count=50).resolve(41) == 41  # more than there are: all of them
     assert LabelledSpec(fraction=0.01).resolve(41) == 1  # a fraction never rounds to nothing
 
@@ -45,9 +46,12 @@ def test_parse_counts_fractions_and_all():
     ("0", "--labelled-trials 0: the labelled set would be empty; give at least 1 trial"),
     ("5,0.0", "--labelled-trials 0.0: the labelled set would be empty; give at least 1 trial"),
     ("ten", "--labelled-trials: cannot read 'ten'; give trial counts (10), fractions of the training trials "
-            "(0.25) or 'all', separated by commas"),
+            "(0.25), seconds (60s) or 'all', separated by commas"),
     ("1.5", "--labelled-trials: cannot read '1.5'; give trial counts (10), fractions of the training trials "
-            "(0.25) or 'all', separated by commas"),
+            "(0.25), seconds (60s) or 'all', separated by commas"),
+    ("0s", "--labelled-trials 0s: give a positive number of seconds, e.g. 60s"),
+    ("s", "--labelled-trials: cannot read 's'; give trial counts (10), fractions of the training trials "
+          "(0.25), seconds (60s) or 'all', separated by commas"),
     ("5,all,5", "--labelled-trials 5,all,5: a value is repeated; give each once"),
 ])
 def test_parse_refuses(text, message):
@@ -91,9 +95,22 @@ def test_session_without_trials_accepts_only_all():
     with pytest.raises(UserError) as err:
         labelled_pieces(s, LabelledSpec(count=5))
     assert str(err.value) == ("session 'no-trials' has no trial table, so --labelled-trials 5 cannot pick trials; "
-                              "use --labelled-trials all (its whole train split)")
+                              "give seconds of its train split (e.g. 60s) or all")
     pieces = labelled_pieces(s, LabelledSpec())
     assert pieces.duration == pytest.approx(s.split("train").duration)
+    some = labelled_pieces(s, LabelledSpec(seconds=7.5))
+    assert some.duration == pytest.approx(7.5)
+    assert some.start[0] == pytest.approx(s.split("train").start[0])
+
+
+def test_seconds_are_the_first_seconds_of_the_usable_train_split():
+    s = short_trial_session()  # usable train: [0, 6) and [9, 20); [6.5, 7.2) is too short
+    pieces = labelled_pieces(s, LabelledSpec(seconds=8.0))
+    np.testing.assert_allclose(pieces.start, [0.0, 9.0])
+    np.testing.assert_allclose(pieces.end, [6.0, 11.0])
+    assert labelled_pieces(s, LabelledSpec(seconds=4.0)).end.tolist() == pytest.approx([4.0])
+    everything = labelled_pieces(s, LabelledSpec(seconds=1e6))
+    assert everything.duration == pytest.approx(17.0)
 
 
 def test_no_usable_training_trial_is_an_error():

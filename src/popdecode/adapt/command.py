@@ -1,7 +1,7 @@
 """Adapt a trained model to new sessions, whose neurons it has never seen, from a few trials.
 
     popdecode adapt RUN --data NEWDIR --mode unit-id|finetune|unit-id+finetune --out NEWRUN
-                    [--labelled-trials N | FRACTION | all | 5,10,20,50,all] [--sessions GLOB ...]
+                    [--labelled-trials N | FRACTION | SECONDSs | all | 5,10,20,50,all] [--sessions GLOB ...]
 
 The model gets new embedding rows for every unit and for each new session (N(0, 0.02), as in
 training) and keeps all of its existing rows. Modes (spec section 6):
@@ -11,6 +11,8 @@ training) and keeps all of its existing rows. Modes (spec section 6):
 Only the first N "training trials" of each new session are labelled: its trials that lie in
 a train interval at least one window (1 s) long, in time order (short trials get a full 1 s
 window around them; samples outside the labelled trials are input only, never targets).
+A value with an "s" (60s) labels the first that many seconds of the train split instead: the
+measure for sessions without trials (e.g. a rat on a track), where trial counts are refused.
 Budgets are optimisation steps per stage, rounded up to whole epochs over the labelled
 windows. Model selection uses the new sessions' valid split (--no-valid: keep the last
 epoch); the score is always the test split. With several --labelled-trials values each one is run from
@@ -20,8 +22,8 @@ the pretrained model, next to a model trained from scratch on the same trials
 NEWRUN is a normal run directory (`popdecode evaluate NEWRUN --data NEWDIR` works) holding
 the model adapted with the last --labelled-trials value, plus:
   adapt_results.csv/.json     per-session test R^2 of every model (popdecode.evaluate.results)
-  learning_curve.csv/.json    mode, requested, labelled_trials, session, r2_adapt, r2_scratch,
-                              seconds_adapt, seconds_scratch
+  learning_curve.csv/.json    mode, requested, labelled_trials, labelled_seconds, session,
+                              r2_adapt, r2_scratch, seconds_adapt, seconds_scratch
   learning_curve.png          test R^2 against labelled trials
   adapt_config.json           the settings, the labelled trials and the timings
   adapt/<N>/<stage>/, scratch/<N>/<session>/   every model trained, with its train_log.csv
@@ -31,6 +33,7 @@ examples:
   popdecode adapt runs/pre --data heldout --mode unit-id --labelled-trials 10 --out runs/pre-10
   popdecode adapt runs/pre --data heldout --mode unit-id --labelled-trials 5,10,20,50,all --out runs/curve
   popdecode adapt tb_run --data mine --sessions 'mihi*' --mode unit-id+finetune --out runs/mihi
+  popdecode adapt runs/pre --data rats --sessions rat_w_maze --labelled-trials 30s,60s,120s,all --out runs/rat
 """
 
 from __future__ import annotations
@@ -56,8 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="NEWRUN", help="run directory to write")
     p.add_argument("--mode", choices=MODES, default=d.mode, help=f"what trains (default {d.mode})")
     p.add_argument("--labelled-trials", default="all", metavar="N[,N...]",
-                   help="labelled training trials per session: a count (10), a fraction (0.25), 'all', or a "
-                        "comma list for a learning curve (default all)")
+                   help="labelled training trials per session: a count (10), a fraction (0.25), seconds of "
+                        "the train split (60s), 'all', or a comma list for a learning curve (default all)")
     p.add_argument("--sessions", nargs="+", default=[], metavar="GLOB",
                    help="adapt to these sessions of NEWDIR (default: every session the model does not know)")
     p.add_argument("--reuse-session", action="store_true",

@@ -10,11 +10,13 @@ Files (all in the output run directory; names in :data:`CURVE_CSV` etc.):
 
 ``learning_curve.csv`` / ``learning_curve.json``
     one row per (labelled-set size, session): ``mode``, ``requested`` (the value as given:
-    ``10``, ``0.25``, ``all``), ``labelled_trials`` (trials actually labelled), ``session``,
+    ``10``, ``0.25``, ``60s``, ``all``), ``labelled_trials`` (trials, or for a value in seconds
+    pieces of the train split, actually labelled), ``labelled_seconds`` (their length), ``session``,
     ``r2_adapt``, ``r2_scratch`` (empty / null when no scratch model was trained),
     ``seconds_adapt``, ``seconds_scratch`` (training time, evaluation excluded).
 ``learning_curve.png``
-    test R^2 against labelled trials, one panel per session: adaptation solid, from scratch
+    test R^2 against labelled trials (labelled seconds when every value was given in seconds),
+    one panel per session: adaptation solid, from scratch
     dashed, optional reference lines (e.g. single-session training on all trials) dotted.
 """
 
@@ -35,8 +37,8 @@ from popdecode.model.io import load_model
 from popdecode.utils.atomic import atomic_path
 
 CURVE_CSV, CURVE_JSON, CURVE_PNG = "learning_curve.csv", "learning_curve.json", "learning_curve.png"
-CURVE_FIELDS = ("mode", "requested", "labelled_trials", "session", "r2_adapt", "r2_scratch",
-                "seconds_adapt", "seconds_scratch")
+CURVE_FIELDS = ("mode", "requested", "labelled_trials", "labelled_seconds", "session", "r2_adapt",
+                "r2_scratch", "seconds_adapt", "seconds_scratch")
 
 
 @dataclass
@@ -46,6 +48,7 @@ class CurvePoint:
     labelled_trials: int
     session: str
     r2_adapt: float
+    labelled_seconds: float | None = None
     r2_scratch: float | None = None
     seconds_adapt: float | None = None
     seconds_scratch: float | None = None
@@ -88,7 +91,7 @@ def run_points(
             + ", ".join(f"{s.id} R^2 {mean_session_r2(adapt_rows, s.id):.3f}" for s in sessions))
         for s in sessions:
             point = CurvePoint(mode=cfg.mode, requested=spec.label, labelled_trials=len(pieces[s.id]),
-                               session=s.id, r2_adapt=mean_session_r2(adapt_rows, s.id),
+                               labelled_seconds=round(pieces[s.id].duration, 3), session=s.id, r2_adapt=mean_session_r2(adapt_rows, s.id),
                                seconds_adapt=adapt_info["seconds"])
             if scratch:
                 fresh, fresh_meta, fresh_info = train_scratch(adapted, s, pieces[s.id], cfg,
@@ -116,7 +119,7 @@ def write_curve(out_dir: str | Path, points: Sequence[CurvePoint], *, references
     writer = csv.DictWriter(buf, fieldnames=CURVE_FIELDS)
     writer.writeheader()
     for r in records:
-        writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+        writer.writerow({k: ("" if r[k] is None else r[k]) for k in CURVE_FIELDS})
     with atomic_path(out_dir / CURVE_CSV) as tmp:
         tmp.write_text(buf.getvalue())
     with atomic_path(out_dir / CURVE_JSON) as tmp:
@@ -145,28 +148,33 @@ def plot_curve(path: str | Path, points: Sequence[CurvePoint], *, references: di
     import matplotlib.pyplot as plt
 
     sessions = list(dict.fromkeys(p.session for p in points))
+    in_seconds = bool(points) and all(p.requested.endswith("s") and p.labelled_seconds for p in points)
+
+    def x(p):
+        return p.labelled_seconds if in_seconds else p.labelled_trials
+
     fig, axes = plt.subplots(1, max(len(sessions), 1), figsize=(4.2 * max(len(sessions), 1), 3.6),
                              squeeze=False, sharey=True)
     for ax, sid in zip(axes[0], sessions):
-        mine = sorted((p for p in points if p.session == sid), key=lambda p: p.labelled_trials)
+        mine = sorted((p for p in points if p.session == sid), key=x)
         for mode in dict.fromkeys(p.mode for p in mine):
             sel = [p for p in mine if p.mode == mode]
-            ax.plot([p.labelled_trials for p in sel], [p.r2_adapt for p in sel], "o-", label=mode)
+            ax.plot([x(p) for p in sel], [p.r2_adapt for p in sel], "o-", label=mode)
         scratch = [p for p in mine if p.r2_scratch is not None and not math.isnan(p.r2_scratch)]
         seen = {}
         for p in scratch:  # one scratch value per labelled-set size, whatever the mode
-            seen.setdefault(p.labelled_trials, p.r2_scratch)
+            seen.setdefault(x(p), p.r2_scratch)
         if seen:
             xs = sorted(seen)
             ax.plot(xs, [seen[x] for x in xs], "s--", color="0.4", label="from scratch")
         if references and sid in references:
             ax.axhline(references[sid], color="k", linestyle=":", linewidth=1, label="single session, all trials")
         ax.set_xscale("log")
-        ticks = sorted({p.labelled_trials for p in mine})
+        ticks = sorted({x(p) for p in mine})
         ax.set_xticks(ticks)
-        ax.set_xticklabels([str(t) for t in ticks])
+        ax.set_xticklabels([f"{t:g}" for t in ticks])
         ax.minorticks_off()
-        ax.set_xlabel("labelled trials")
+        ax.set_xlabel("labelled seconds" if in_seconds else "labelled trials")
         ax.set_title(sid, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test R$^2$")

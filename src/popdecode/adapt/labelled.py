@@ -27,8 +27,10 @@ the spans, ``intervals["unlabelled"]`` the complement of the pieces, and everyth
 (spikes, behaviour, valid and test splits) is the session's own. The trainer needs nothing
 more: it tiles ``split("train")`` and weighs the loss by interval sets.
 
-A session without a trial table has no trials to count; there only ``all`` is accepted
-(labelled set = its whole train split).
+Labelled data can also be counted in seconds (``--labelled-trials 60s``): the first 60 s of
+the session's usable train intervals, in time order, whatever the trials. That is the only
+few-shot measure a session without a trial table has (a rat running laps, a resting-state
+recording); there, a trial count is refused and ``all`` means its whole train split.
 """
 
 from __future__ import annotations
@@ -49,14 +51,16 @@ _EPS = 1e-9
 
 @dataclass(frozen=True)
 class LabelledSpec:
-    """One value of ``--labelled-trials``: a count, a fraction of the training trials, or all."""
+    """One value of ``--labelled-trials``: a count, a fraction of the training trials, seconds of
+    the train split, or all."""
 
     count: int | None = None
     fraction: float | None = None
+    seconds: float | None = None
 
     @property
     def is_all(self) -> bool:
-        return self.count is None and self.fraction is None
+        return self.count is None and self.fraction is None and self.seconds is None
 
     @property
     def label(self) -> str:
@@ -64,6 +68,8 @@ class LabelledSpec:
             return str(self.count)
         if self.fraction is not None:
             return f"{self.fraction:g}"
+        if self.seconds is not None:
+            return f"{self.seconds:g}s"
         return "all"
 
     def resolve(self, available: int) -> int:
@@ -76,14 +82,21 @@ class LabelledSpec:
 
 
 def parse_labelled_trials(text: str) -> list[LabelledSpec]:
-    """``"5,10,0.5,all"`` -> specs. Integers count trials, numbers with a point in (0, 1] are
-    fractions of the training trials, ``all`` is every training trial."""
+    """``"5,10,0.5,30s,all"`` -> specs. Integers count trials, numbers with a point in (0, 1] are
+    fractions of the training trials, a number followed by ``s`` is seconds of the train split,
+    ``all`` is every training trial."""
     specs = []
     for item in [t.strip() for t in str(text).split(",")]:
         if item.lower() == "all":
             specs.append(LabelledSpec())
             continue
         try:
+            if item.lower().endswith("s"):
+                seconds = float(item[:-1])
+                if not seconds > 0.0 or not math.isfinite(seconds):
+                    raise UserError(f"--labelled-trials {item}: give a positive number of seconds, e.g. 60s")
+                specs.append(LabelledSpec(seconds=seconds))
+                continue
             if "." in item or "e" in item.lower():
                 value = float(item)
                 if value <= 0.0:
@@ -103,7 +116,7 @@ def parse_labelled_trials(text: str) -> list[LabelledSpec]:
         except ValueError:
             raise UserError(
                 f"--labelled-trials: cannot read {item!r}; give trial counts (10), fractions of the "
-                "training trials (0.25) or 'all', separated by commas"
+                "training trials (0.25), seconds (60s) or 'all', separated by commas"
             ) from None
     if len({s.label for s in specs}) != len(specs):
         raise UserError(f"--labelled-trials {text}: a value is repeated; give each once")
@@ -144,14 +157,31 @@ def training_trials(session, window_length: float = 1.0) -> Intervals | None:
     return Intervals(np.array(starts), np.array(ends))
 
 
+def first_seconds(intervals: Intervals, seconds: float) -> Intervals:
+    """The first ``seconds`` of ``intervals`` (in time order; the last one cut where the time
+    runs out)."""
+    before = np.concatenate([[0.0], np.cumsum(intervals.end - intervals.start)])[:-1]
+    keep = before < seconds - _EPS
+    ends = np.minimum(intervals.end[keep], intervals.start[keep] + (seconds - before[keep]))
+    return Intervals(intervals.start[keep], ends)
+
+
 def labelled_pieces(session, spec: LabelledSpec, window_length: float = 1.0) -> Intervals:
     """The labelled set of ``session`` under ``spec`` (see the module docstring)."""
+    if spec.seconds is not None:
+        pieces = first_seconds(usable_train(session, window_length), spec.seconds)
+        if len(pieces) == 0:
+            raise UserError(
+                f"session '{session.id}' has no labelled data: no train interval is at least "
+                f"{window_length:g} s long; check its splits (popdecode inspect)"
+            )
+        return pieces
     trials = training_trials(session, window_length)
     if trials is None:
         if not spec.is_all:
             raise UserError(
                 f"session '{session.id}' has no trial table, so --labelled-trials {spec.label} cannot "
-                "pick trials; use --labelled-trials all (its whole train split)"
+                "pick trials; give seconds of its train split (e.g. 60s) or all"
             )
         pieces = usable_train(session, window_length)
     else:
