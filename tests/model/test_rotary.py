@@ -69,3 +69,20 @@ def test_large_angles_are_formed_in_float64_and_bf16_input_keeps_its_dtype():
         y = rotate(rotate(x, z), z.conj())
     assert y.dtype == torch.bfloat16 and z.dtype == torch.complex64
     assert torch.allclose(y.float(), x.float(), atol=2e-2)
+
+
+def test_rotation_on_halves_equals_the_complex_rotation_in_permuted_order():
+    from popdecode.model.rotary import halves_permutation, rotary_cos_sin, rotate_halves
+
+    torch.manual_seed(0)
+    x = torch.randn(7, 3, 16)
+    omega = rotary_frequencies(num_frequencies=4, t_min=1e-4, t_max=2.0627)
+    t = torch.rand(7)
+    order = halves_permutation(16)
+    assert sorted(order.tolist()) == list(range(16))
+    cos, sin = rotary_cos_sin(t, omega)
+    turned = rotate_halves(x[..., order], cos[:, None], sin[:, None])
+    expected = rotate(x, rotary_phases(t, omega)[:, None])[..., order]
+    torch.testing.assert_close(turned, expected, atol=1e-6, rtol=0)
+    back = rotate_halves(turned, cos[:, None], -sin[:, None])  # turning by -t undoes it
+    torch.testing.assert_close(back, x[..., order], atol=1e-6, rtol=0)

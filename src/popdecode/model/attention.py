@@ -193,8 +193,11 @@ class RotaryEncoderAttention(_CrossAttention):
         k, v = k.transpose(0, 1).contiguous(), v.transpose(0, 1).contiguous()  # [H, N, Dh]
         p_drop = self.dropout if self.training else 0.0
         if self.group_size <= 1 or len(lengths) == 1:
-            out = torch.stack([
-                attend(q, kw, vw, dropout_p=p_drop) for kw, vw in zip(k.split(lengths, dim=1), v.split(lengths, dim=1))
+            # 4-D operands: PyTorch's fused CPU attention takes only [batch, heads, L, Dh]; 3-D
+            # ones fall back to the unfused math path (3x slower for one window's ~1k keys).
+            out = torch.cat([
+                attend(q[None], kw[None], vw[None], dropout_p=p_drop)
+                for kw, vw in zip(k.split(lengths, dim=1), v.split(lengths, dim=1))
             ])  # [B, H, L, Dh]
         else:
             out = self._grouped(q, k, v, lengths, p_drop)

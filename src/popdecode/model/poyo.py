@@ -49,6 +49,7 @@ from popdecode.model.dropout import Dropout
 from popdecode.model.feedforward import FeedForward
 from popdecode.model.packing import Packing
 from popdecode.model.rotary import rotary_frequencies, rotary_phases
+from popdecode.model.streaming import StreamingDecoder
 from popdecode.model.vocab import Vocabulary
 
 
@@ -112,6 +113,7 @@ class POYO(nn.Module):
         phases = rotary_phases(latent_times, omega)  # constants: computed once, here
         self.register_buffer("latent_phases", phases, persistent=False)  # [L, F], per latent
         self.register_buffer("step_phases", phases[:: c.num_latents_per_step].clone(), persistent=False)  # [T, F]
+        self._streaming = None  # decode_window's StreamingDecoder, made on first use
 
     @property
     def readout_names(self) -> list[str]:
@@ -240,14 +242,25 @@ class POYO(nn.Module):
     ) -> torch.Tensor:
         """Streaming: decode one window of a live spike stream; returns [m, D] of ``readout``.
 
-        One window needs no packing bookkeeping (no padding, no mask) and the latent grid's
-        rotary angles are cached in the model, so the overhead beyond the network itself is a
-        few tensor allocations. Call under ``model.eval()``.
+        In evaluation mode this runs :mod:`popdecode.model.streaming`: the same function as
+        :meth:`forward` for one window, with everything that depends on weights alone
+        precomputed and no packing bookkeeping; after :meth:`compile_for_inference`,
+        compiled. In training mode (dropout on) it runs :meth:`forward_packed`.
         """
         name = readout or self.readout_names[0]
         r = self.readout_names.index(name)
         n, m = input_units.numel(), output_times.numel()
         device = input_units.device
+        if n == 0:
+            raise ValueError("every window needs at least one input token (its units' delimiters)")
+        if m == 0:
+            return torch.zeros(0, self.readouts[name].out_features, device=device)
+        if not self.training:
+            # One window, no dropout: the streaming path (same function, far fewer operations).
+            if self._streaming is None:
+                self._streaming = StreamingDecoder(model=self)
+            return self._streaming(input_units=input_units, input_types=input_types, input_times=input_times,
+                                   session_index=session_index, output_times=output_times, readout=r)
         out = self.forward_packed(
             input_units=input_units,
             input_types=input_types,
@@ -259,6 +272,16 @@ class POYO(nn.Module):
             output_readout=torch.full((m,), r, dtype=torch.int64, device=device),
         )
         return out.get(name, torch.zeros(0, self.readouts[name].out_features, device=device))
+
+
+    def compile_for_inference(self) -> bool:
+        """Compile the streaming path of :meth:`decode_window` with TorchInductor (opt in:
+        compiling takes ~20-60 s once; then a window costs about half as many CPU cycles,
+        see BENCHMARKS.md). Set the number of threads (``torch.set_num_threads``) before
+        calling: the compiled loops keep it. Returns False, with a warning, if compilation
+        is not available here; decode_window then stays eager."""
+        self._streaming = StreamingDecoder(model=self, compile=True)
+        return self._streaming.warm_up()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -114,3 +114,31 @@ def rotate(x: torch.Tensor, phases: torch.Tensor, *, inplace: bool = False) -> t
     nothing else needs (a fresh projection) be overwritten instead of copied.
     """
     return _Rotate.apply(x, phases, inplace)
+
+
+def rotary_cos_sin(times: torch.Tensor, omega: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the angles w_j * t (float32 [..., F] each): :func:`rotary_phases` as two
+    real tensors, for :func:`rotate_halves`. Angles in float64, as there."""
+    angles = times.to(torch.float64)[..., None] * omega.to(torch.float64)
+    return angles.cos().float(), angles.sin().float()
+
+
+def halves_permutation(dim_head: int) -> torch.Tensor:
+    """Feature order of a head with its rotary pairs split into halves: (x0, x2, ..., x_{2F-2},
+    x1, x3, ..., x_{2F-1}, then the unrotated rest). Applying it to the output features of
+    both the query and the key projections leaves every q.k unchanged, and to the values and
+    the input features of the output projection leaves the attention output unchanged; in
+    this order a rotation reads and writes contiguous blocks (:func:`rotate_halves`)."""
+    f = dim_head // 4
+    return torch.cat([torch.arange(0, 2 * f, 2), torch.arange(1, 2 * f, 2), torch.arange(2 * f, dim_head)])
+
+
+def rotate_halves(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """:func:`rotate` with real arithmetic, on heads in :func:`halves_permutation` order:
+    pair j is (x[j], x[F + j]). ``cos``/``sin`` from :func:`rotary_cos_sin` broadcast against
+    ``x[..., :F]``; pass ``-sin`` to turn by -t. Elementwise operations on contiguous blocks
+    only, so TorchInductor compiles it into one vectorised pass (it cannot compile the
+    complex-number views of :func:`rotate`)."""
+    f = cos.shape[-1]
+    a, b, rest = x.split((f, f, x.shape[-1] - 2 * f), dim=-1)
+    return torch.cat((a * cos - b * sin, b * cos + a * sin, rest), dim=-1)
