@@ -3,17 +3,25 @@ windows per second at batch 256, popdecode against torch-brain (same weights, sa
 
     python benchmarks/inference.py                  # 2 threads
     python benchmarks/inference.py --threads 1
+    python benchmarks/inference.py --no-compile     # skip the compiled path (saves ~30-60 s)
 
 Batch 1 is what a streaming decoder does: popdecode's ``model.decode_window`` on one window's
-tokens (~1.1k tokens, 100 queries), torch-brain's padded forward on the same window. Times are
-wall-clock per call under ``torch.inference_mode``; process CPU time per call is printed too,
-because on a shared machine it is far less sensitive to other people's load. The two models
-alternate window by window.
+tokens (~1.1k tokens, 100 queries), eager ("popdecode") and after
+``model.compile_for_inference()`` ("popdecode compiled", TorchInductor; the compile time is
+printed), and torch-brain's padded forward on the same window. Times are wall-clock per call
+under ``torch.inference_mode``; process CPU time per call is printed too, because on a shared
+machine it is far less sensitive to other people's load. The contestants alternate window
+by window.
+
+Batch 256: popdecode's packed forward pass on 256 windows at once (eager), the compiled
+``decode_window`` run on the same 256 windows one after another, and torch-brain's padded
+forward on all 256.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import sys
 import time
@@ -41,6 +49,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=256, help="large batch size (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="large-batch repetitions (default: %(default)s)")
     p.add_argument("--no-reference", action="store_true")
+    p.add_argument("--no-compile", action="store_true", help="leave out the compiled decode_window")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -51,28 +60,37 @@ def main(argv=None) -> int:
         theirs.eval()
     windows = pb.synthetic_windows(args.windows, seed=args.seed + 7)
     print(f"# inference, {datetime.date.today()}, {args.preset}, {pb.machine()}, load before: {pb.load()}")
+    compiled = None
+    if not args.no_compile:
+        compiled = copy.deepcopy(ours)  # the same weights; its decode_window compiled
+        c0, t0 = time.process_time(), time.perf_counter()
+        ok = compiled.compile_for_inference()
+        print(f"compile_for_inference: {time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s CPU"
+              + ("" if ok else " -- FAILED, the compiled row below is eager"))
 
-    def ours_one(b):
+    def decode(model, b):
         with torch.inference_mode():
-            ours.decode_window(input_units=b.input_units, input_types=b.input_types, input_times=b.input_times,
-                               session_index=int(b.session_index[0]), output_times=b.output_times)
+            model.decode_window(input_units=b.input_units, input_types=b.input_types, input_times=b.input_times,
+                                session_index=int(b.session_index[0]), output_times=b.output_times)
 
     def ref_one(x):
         with torch.inference_mode():
             theirs(**x)
 
-    res = {"popdecode": ([], []), "torch-brain": ([], [])}
+    contestants = {"popdecode": lambda b, x: decode(ours, b)}
+    if compiled is not None:
+        contestants["popdecode compiled"] = lambda b, x: decode(compiled, b)
+    if theirs is not None:
+        contestants["torch-brain"] = lambda b, x: ref_one(x)
+    res = {name: ([], []) for name in contestants}
     warm = 10
     for i, w in enumerate(progress(windows, desc="batch 1", leave=False)):
         b, _ = pb.pack([w])
-        wall, cpu = measure(lambda: ours_one(b))
-        if i >= warm:
-            res["popdecode"][0].append(wall); res["popdecode"][1].append(cpu)
-        if theirs is not None:
-            x, _, _ = pb.pad_reference([w], ours)
-            wall, cpu = measure(lambda: ref_one(x))
+        x = pb.pad_reference([w], ours)[0] if theirs is not None else None
+        for name, fn in contestants.items():
+            wall, cpu = measure(lambda: fn(b, x))
             if i >= warm:
-                res["torch-brain"][0].append(wall); res["torch-brain"][1].append(cpu)
+                res[name][0].append(wall); res[name][1].append(cpu)
 
     print(f"batch 1, {len(windows) - warm} windows of ~1.1k tokens / 100 queries, {args.threads} threads:")
     print("| model | median ms | p99 ms | median CPU ms |")
@@ -85,16 +103,25 @@ def main(argv=None) -> int:
     big = pb.synthetic_windows(args.batch, seed=args.seed + 11)
     batch, _ = pb.pack(big)
     x, _, _ = pb.pad_reference(big, ours) if theirs is not None else (None, None, None)
-    rates = {"popdecode": [], "torch-brain": []}
+    singles = [pb.pack([w])[0] for w in big] if compiled is not None else []
+
+    def one_by_one():
+        for b in singles:
+            decode(compiled, b)
+
+    rates = {"popdecode": [], "popdecode compiled, one by one": [], "torch-brain": []}
     for _ in progress(range(args.repeats + 1), desc=f"batch {args.batch}", leave=False):
         with torch.inference_mode():
             rates["popdecode"].append(measure(lambda: ours(batch))[0])
+            if compiled is not None:
+                rates["popdecode compiled, one by one"].append(measure(one_by_one)[0])
             if theirs is not None:
                 rates["torch-brain"].append(measure(lambda: theirs(**x))[0])
     print(f"batch {args.batch} ({args.repeats} timed after 1 warm-up), windows/s:")
     out = {k: args.batch / pb.summary(v[1:])["median"] for k, v in rates.items() if len(v) > 1}
-    print(" | ".join(f"{k} {v:.0f}" for k, v in out.items())
-          + (f" | ratio {out['popdecode'] / out['torch-brain']:.2f}x" if len(out) == 2 else ""))
+    ref = out.get("torch-brain")
+    print(" | ".join(f"{k} {v:.0f}" + (f" ({v / ref:.2f}x)" if ref and k != "torch-brain" else "")
+                     for k, v in out.items()))
     print(f"# load after: {pb.load()}")
     return 0
 
