@@ -209,6 +209,7 @@ class StreamingDecoder:
     def __init__(self, *, model: nn.Module, compile: bool = False):
         self.model = model
         self._weights: tuple | None = None
+        self._slots: list | None = None
         self._fn = window_forward
         if compile:
             # Only the token and query counts vary (marked dynamic per call); every weight's
@@ -222,7 +223,12 @@ class StreamingDecoder:
         return (_no_decoder, ())
 
     def _folded(self) -> dict[str, torch.Tensor]:
-        key = (self.compiled, *((p.data_ptr(), p._version) for p in self.model.parameters()))
+        # Walking model.parameters() costs ~130 us, as much as a few layers' arithmetic: the
+        # (module, name) slots are listed once (a POYO's modules are fixed at construction;
+        # growing a vocabulary replaces the Parameter in its slot, which the key sees).
+        if self._slots is None:
+            self._slots = [(m._parameters, n) for m in self.model.modules() for n, p in m._parameters.items() if p is not None]
+        key = (self.compiled, *((d[n].data_ptr(), d[n]._version) for d, n in self._slots))
         if self._weights is None or self._weights[0] != key:
             with torch.no_grad():
                 self._weights = (key, fold(self.model, halves=self.compiled))
