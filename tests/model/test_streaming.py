@@ -40,14 +40,19 @@ def test_decode_window_equals_forward_for_windows_of_any_length(readout):
 
 
 @pytest.mark.parametrize("halves", [False, True])
-def test_both_rotation_layouts_compute_the_same_function(halves):
-    # halves=True is what the compiled path runs; checked here without compiling.
+@pytest.mark.parametrize("table", [True, False])
+def test_both_rotation_layouts_compute_the_same_function(halves, table, monkeypatch):
+    # halves=True is what the compiled path runs; checked here without compiling. Without
+    # the key/value table (a vocabulary too large to tabulate) keys are projected per token.
+    if not table:
+        monkeypatch.setattr(streaming, "_MAX_KV_TABLE", 0)
     model = tiny_model()
     batch = random_batch(model, LENGTHS, OUT_LENGTHS, seed=2)
     rot = rotary_cos_sin if halves else rotary_phases
     head = model.readouts["hand_vel"]
     with torch.no_grad():
         weights = streaming.fold(model, halves=halves)
+        assert ("enc.kv_table" in weights) == table
         for b in range(len(LENGTHS)):
             w = window(batch, b)
             got = streaming.window_forward(

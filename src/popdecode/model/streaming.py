@@ -9,6 +9,9 @@ function for a single window:
 * everything that depends only on the weights is computed once and kept (:func:`fold`):
   the latents' encoder queries, the encoder's output and the decoder's key projections
   with the latent grid's rotations folded in, the attention scale folded into the queries;
+* a spike token's key and value before rotation depend only on its unit and token type,
+  so for vocabularies up to ~16k units they are tabulated once: a window gathers rows
+  instead of normalising and projecting its ~1k tokens;
 * the processor's weights are *not* folded per time point (as the batched forward does):
   for one window the 8 rotated copies would be read from memory, not cache;
 * no packing bookkeeping (one window: no lengths, masks, padding or index maps);
@@ -34,6 +37,10 @@ from torch import nn
 
 from popdecode.model.attention import _out_per_time
 from popdecode.model.rotary import halves_permutation, rotary_cos_sin, rotary_phases, rotate, rotate_halves
+
+
+# Largest key/value table fold() builds (floats; 64 MB): 16k units for poyo-1.3M.
+_MAX_KV_TABLE = 2**24
 
 
 def _ffn_weights(prefix: str, ffn: nn.Module) -> dict[str, torch.Tensor]:
@@ -70,6 +77,14 @@ def fold(model: nn.Module, *, halves: bool = False) -> dict[str, torch.Tensor]:
     w["enc.q"] = q.transpose(0, 1)[None].contiguous()  # [1, H, L, Dh]
     w["enc.ln_w"], w["enc.ln_b"] = enc.norm_context.weight, enc.norm_context.bias
     w["enc.wkv"] = rows(enc.to_kv.weight, 2 * h)
+    # A spike token is unit_vocab[u] + token_type_emb[type], so its (unrotated) key and value
+    # depend on (u, type) alone: with a small vocabulary every pair's projection is tabulated
+    # once, and a window gathers rows instead of normalising and projecting ~1k tokens.
+    types = model.token_type_emb.weight
+    if model.unit_vocab.weight.shape[0] * types.shape[0] * w["enc.wkv"].shape[0] <= _MAX_KV_TABLE:
+        x = (model.unit_vocab.weight[:, None, :] + types[None, :, :]).flatten(0, 1)  # row u * types + type
+        x = F.layer_norm(x, x.shape[-1:], enc.norm_context.weight, enc.norm_context.bias)
+        w["enc.kv_table"] = F.linear(x, w["enc.wkv"])
     wo = _out_per_time(enc.to_out, h, dh, model.step_phases, t, 1.0)  # [T, H * Dh, dim]
     w["enc.wo"] = rows(wo.transpose(0, 1), h).transpose(0, 1).contiguous()
     w["enc.bo"] = enc.to_out.bias
@@ -153,9 +168,13 @@ def window_forward(w: dict[str, torch.Tensor], units: torch.Tensor, types: torch
             return rotate(x, phases.conj() if back else phases, inplace=True)
 
     # Encoder: the fixed latent queries attend to the window's tokens (rotate value on).
-    tokens = F.embedding(units, w["unit_emb"]) + F.embedding(types, w["type_emb"])
-    ctx = F.layer_norm(tokens, tokens.shape[-1:], w["enc.ln_w"], w["enc.ln_b"])
-    kv = rot(F.linear(ctx, w["enc.wkv"]).view(-1, 2 * cross, dh), token_rot, True)  # [n, 2H, Dh]: k and v heads
+    if "enc.kv_table" in w:
+        kv = F.embedding(units * w["type_emb"].shape[0] + types, w["enc.kv_table"])
+    else:
+        tokens = F.embedding(units, w["unit_emb"]) + F.embedding(types, w["type_emb"])
+        ctx = F.layer_norm(tokens, tokens.shape[-1:], w["enc.ln_w"], w["enc.ln_b"])
+        kv = F.linear(ctx, w["enc.wkv"])
+    kv = rot(kv.view(-1, 2 * cross, dh), token_rot, True)  # [n, 2H, Dh]: k and v heads
     kv = kv.transpose(0, 1)[None]  # [1, 2H, n, Dh], a view
     out = F.scaled_dot_product_attention(w["enc.q"], kv[:, :cross], kv[:, cross:], scale=1.0)
     lat = w["latents"] + torch.baddbmm(w["enc.bo"], _grid(out, t), w["enc.wo"])  # [T, P, dim]
