@@ -256,7 +256,7 @@ class POYO(nn.Module):
         if m == 0:
             return torch.zeros(0, self.readouts[name].out_features, device=device)
         if not self.training:
-            # One window, no dropout: the streaming path (same function, far fewer operations).
+            # One window, no dropout: the streaming path (the same function, without packing).
             if self._streaming is None:
                 self._streaming = StreamingDecoder(model=self)
             return self._streaming(input_units=input_units, input_types=input_types, input_times=input_times,
@@ -273,13 +273,13 @@ class POYO(nn.Module):
         )
         return out.get(name, torch.zeros(0, self.readouts[name].out_features, device=device))
 
-
     def compile_for_inference(self) -> bool:
         """Compile the streaming path of :meth:`decode_window` with TorchInductor (opt in:
-        compiling takes ~20-60 s once; then a window costs about half as many CPU cycles,
-        see BENCHMARKS.md). Set the number of threads (``torch.set_num_threads``) before
-        calling: the compiled loops keep it. Returns False, with a warning, if compilation
-        is not available here; decode_window then stays eager."""
+        the first compilation takes ~30-45 s on 2 cores, later ones reuse TorchInductor's
+        on-disk cache; a window then costs ~20 % less time than eagerly, see BENCHMARKS.md).
+        Set the number of threads (``torch.set_num_threads``) before calling: the compiled
+        loops keep it. Returns False, with a warning, if compilation is not available here;
+        decode_window then stays eager."""
         self._streaming = StreamingDecoder(model=self, compile=True)
         return self._streaming.warm_up()
 
