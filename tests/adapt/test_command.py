@@ -241,3 +241,27 @@ def test_labelled_seconds_curve(pretrained, tmp_path, capsys):
     assert all(r["r2_scratch"] == "" for r in rows)
     _, meta = load_model(tmp_path / "sec")
     assert meta["adaptation"]["labelled_seconds"] == {"new-0": pytest.approx(9.0)}
+
+
+def test_mixture_rows_are_blends_of_known_rows_and_nothing_else_moves(pretrained, tmp_path, capsys):
+    root = pretrained
+    assert adapt(root, tmp_path / "mix", "--new-rows", "mixture", "--labelled-trials", "3", "--sessions", "new-0") == 0
+    before = load_file(str(root / "run" / "model.safetensors"))
+    after = load_file(str(tmp_path / "mix" / "model.safetensors"))
+    assert set(before) == set(after)  # an ordinary model: no mixing weights saved
+    for name, old in before.items():
+        if name in ("unit_vocab.weight", "session_vocab.weight"):
+            n = old.shape[0]
+            assert torch.equal(after[name][:n], old), name
+            known, new = old[1:], after[name][n:]
+            # Convex combinations of the known rows: inside their range in every dimension,
+            # and no longer all equal to the mean they started from.
+            assert torch.all(new >= known.min(0).values - 1e-6) and torch.all(new <= known.max(0).values + 1e-6)
+            if name == "unit_vocab.weight":
+                assert not torch.allclose(new, known.mean(0).expand_as(new), atol=1e-7)
+        else:
+            assert torch.equal(after[name], old), name
+    config = json.loads((tmp_path / "mix" / "adapt_config.json").read_text())["config"]
+    assert config["new_rows"] == "mixture" and config["lr"] == pytest.approx(0.1)
+    with open(tmp_path / "mix" / "adapt" / "3" / "unit-id" / "train_config.json") as f:
+        assert json.load(f)["optimizer"] == "adamw"

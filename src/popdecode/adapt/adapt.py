@@ -12,12 +12,21 @@ chosen differently:
   model.
 * **What is labelled.** Only the first N training trials of each new session carry targets
   (:mod:`popdecode.adapt.labelled`); the model is evaluated on the session's test split.
+* **Where new rows start.** ``new_rows="random"`` is the paper's recipe: each new unit (and
+  session) gets a free row drawn from N(0, 0.02). ``new_rows="mixture"`` writes each new row
+  as a softmax mixture of the rows the model already knows
+  (:class:`~popdecode.model.vocab.RowMixture`) and trains only the mixing weights: a new
+  unit starts as the average known unit and can only become a blend of known ones. With ten
+  labelled trials free rows overfit and depend on their random start; mixtures were better
+  and steadier on the simulator (BENCHMARKS.md, "Adaptation"). The saved model is ordinary
+  either way: the mixtures are written into the table.
 * **How long.** Budgets are optimisation *steps* per stage, turned into whole epochs over the
   labelled windows (``epochs = ceil(steps / steps_per_epoch)``): five labelled trials are one
   batch per epoch, all trials of a session ten or more, and a step costs the same either way,
   so the time is set by the steps. The new embeddings start from N(0, 0.02) and must travel
   far, so unit identification uses a larger learning rate than pretraining (LAMB moves a
-  tensor by ``lr x |w|`` per step); fine-tuning uses a small one so as not to wash out what
+  tensor by ``lr x |w|`` per step); mixing weights start at zero, where LAMB's relative steps
+  would never leave, so they train with AdamW; fine-tuning uses a small one so as not to wash out what
   pretraining learned.
 
 Model selection: the best epoch by R^2 on the new sessions' valid split, checked about
@@ -55,6 +64,9 @@ from popdecode.train.config import DEFAULT_LOSS_WEIGHTS, TrainConfig
 from popdecode.train.trainer import fit, resolve_device, table_parameters
 
 MODES = ("unit-id", "finetune", "unit-id+finetune")
+NEW_ROWS = ("random", "mixture")
+# Unit-id learning rate when none is given: chosen on valid R^2 (BENCHMARKS.md, "Adaptation").
+DEFAULT_UNIT_ID_LR = {"random": 3e-2, "mixture": 1e-1}
 
 
 @dataclass(kw_only=True)
@@ -62,8 +74,9 @@ class AdaptConfig:
     """Everything ``popdecode adapt`` can be told about how to adapt (and compare)."""
 
     mode: str = "unit-id"  # see MODES
-    steps: int = 200  # unit-id stage: optimisation steps
-    lr: float = 3e-2  # unit-id stage: peak learning rate (best of 1e-2, 3e-2, 1e-1 on valid, BENCHMARKS.md)
+    new_rows: str = "random"  # see NEW_ROWS: free rows from N(0, 0.02), or mixtures of known rows
+    steps: int = 600  # unit-id stage: optimisation steps
+    lr: float | None = None  # unit-id stage: peak learning rate (None: DEFAULT_UNIT_ID_LR[new_rows])
     finetune_steps: int = 200  # finetune stage: optimisation steps
     finetune_lr: float = 1e-3  # finetune stage: peak learning rate
     batch_size: int = 16  # windows per step
@@ -84,6 +97,10 @@ class AdaptConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise UserError(f"--mode must be one of {', '.join(MODES)} (got {self.mode!r})")
+        if self.new_rows not in NEW_ROWS:
+            raise UserError(f"--new-rows must be one of {', '.join(NEW_ROWS)} (got {self.new_rows!r})")
+        if self.lr is None:
+            self.lr = DEFAULT_UNIT_ID_LR[self.new_rows]
         for flag, value in (("--steps", self.steps), ("--finetune-steps", self.finetune_steps),
                             ("--scratch-steps", self.scratch_steps), ("--batch-size", self.batch_size),
                             ("--evals", self.evals)):
@@ -107,12 +124,13 @@ class AdaptConfig:
         return dataclasses.asdict(self)
 
 
-def stage_config(cfg: AdaptConfig, *, steps: int, lr: float, windows_per_epoch: int) -> TrainConfig:
+def stage_config(cfg: AdaptConfig, *, steps: int, lr: float, windows_per_epoch: int,
+                 optimizer: str | None = None) -> TrainConfig:
     """The trainer's configuration for one stage of ``steps`` steps over the labelled windows."""
     steps_per_epoch = max(1, math.ceil(windows_per_epoch / cfg.batch_size))
     epochs = max(1, math.ceil(steps / steps_per_epoch))
     return TrainConfig(
-        epochs=epochs, batch_size=cfg.batch_size, lr=lr, optimizer=cfg.optimizer,
+        epochs=epochs, batch_size=cfg.batch_size, lr=lr, optimizer=optimizer or cfg.optimizer,
         weight_decay=cfg.weight_decay, unit_dropout=cfg.unit_dropout,
         # Samples outside the labelled trials enter windows as input only.
         loss_weights={**DEFAULT_LOSS_WEIGHTS, UNLABELLED: 0.0},
@@ -177,8 +195,15 @@ def adapt(
     info: dict = {"stages": {}, "windows_per_epoch": windows}
     total = 0.0
     for name, steps, lr in cfg.stages:
-        tcfg = stage_config(cfg, steps=steps, lr=lr, windows_per_epoch=windows)
-        if name == "unit-id":
+        mixing = name == "unit-id" and cfg.new_rows == "mixture"
+        tcfg = stage_config(cfg, steps=steps, lr=lr, windows_per_epoch=windows,
+                            optimizer="adamw" if mixing else None)
+        if mixing:
+            model.to(resolve_device(cfg.device))  # the mixing weights are made where the tables are
+            trainable = [model.unit_vocab.mix_rows(masks["unit_vocab.weight"]).logits,
+                         model.session_vocab.mix_rows(masks["session_vocab.weight"]).logits]
+            row_masks = None
+        elif name == "unit-id":
             trainable, row_masks = table_parameters(model), masks
         else:
             trainable, row_masks = list(model.parameters()), None

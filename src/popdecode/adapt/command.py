@@ -3,8 +3,11 @@
     popdecode adapt RUN --data NEWDIR --mode unit-id|finetune|unit-id+finetune --out NEWRUN
                     [--labelled-trials N | FRACTION | SECONDSs | all | 5,10,20,50,all] [--sessions GLOB ...]
 
-The model gets new embedding rows for every unit and for each new session (N(0, 0.02), as in
-training) and keeps all of its existing rows. Modes (spec section 6):
+The model gets new embedding rows for every unit and for each new session and keeps all of
+its existing rows. New rows are free vectors drawn from N(0, 0.02), the paper's recipe
+(--new-rows random), or softmax mixtures of the rows the model already knows, of which only
+the mixing weights train (--new-rows mixture: steadier with few labelled trials). Modes
+(spec section 6):
   unit-id            train only the new rows; every other weight stays bit for bit the same
   finetune           train everything
   unit-id+finetune   unit-id for --steps steps, then everything for --finetune-steps steps
@@ -44,7 +47,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from popdecode.adapt.adapt import MODES, AdaptConfig
+from popdecode.adapt.adapt import DEFAULT_UNIT_ID_LR, MODES, NEW_ROWS, AdaptConfig
 
 RESULTS_CSV = "adapt_results.csv"
 CONFIG_JSON = "adapt_config.json"
@@ -66,7 +69,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reuse-session", action="store_true",
                    help="accept sessions already in the model's vocabulary and train their rows again")
     p.add_argument("--steps", type=int, default=d.steps, help=f"unit-id stage: optimisation steps (default {d.steps})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"unit-id stage: peak learning rate (default {d.lr:g})")
+    p.add_argument("--new-rows", choices=NEW_ROWS, default=d.new_rows,
+                   help="new rows: free vectors from N(0, 0.02) (random, the paper's) or mixtures of the known "
+                        f"rows (mixture, trained with AdamW) (default {d.new_rows})")
+    p.add_argument("--lr", type=float, default=None,
+                   help="unit-id stage: peak learning rate (default "
+                        + ", ".join(f"{v:g} for {k} rows" for k, v in DEFAULT_UNIT_ID_LR.items()) + ")")
     p.add_argument("--finetune-steps", type=int, default=d.finetune_steps,
                    help=f"finetune stage: optimisation steps (default {d.finetune_steps})")
     p.add_argument("--finetune-lr", type=float, default=d.finetune_lr,
@@ -92,7 +100,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> AdaptConfig:
     return AdaptConfig(
-        mode=args.mode, steps=args.steps, lr=args.lr, finetune_steps=args.finetune_steps,
+        mode=args.mode, new_rows=args.new_rows, steps=args.steps, lr=args.lr, finetune_steps=args.finetune_steps,
         finetune_lr=args.finetune_lr, batch_size=args.batch_size, optimizer=args.optimizer,
         unit_dropout=not args.no_unit_dropout, evals=args.evals, no_valid=args.no_valid,
         reuse_session=args.reuse_session, scratch_steps=args.scratch_steps, scratch_lr=args.scratch_lr,

@@ -10,6 +10,13 @@ Row 0 is a zero padding row that no name maps to. New rows start as N(0, init_sc
 The table is an ordinary ``nn.Parameter`` (``weight``), so optimisers, DistributedDataParallel
 and ``state_dict`` treat it like any other weight. Growing replaces that Parameter by a
 longer one: build (or rebuild) the optimiser after calling :meth:`add`.
+
+During adaptation some rows may instead be *mixtures* of the others (:class:`RowMixture`,
+attached with :meth:`Vocabulary.mix_rows`): each new row is a softmax-weighted average of the
+rows the model already knows, and only the mixing weights train. A new unit is then described
+as "like these known units", which is what identifying it means, and it cannot drift to
+places of the embedding space the network was never trained on. ``state_dict`` (and so every
+saved model) holds the table the mixtures compute, so a saved model is an ordinary one.
 """
 
 from __future__ import annotations
@@ -24,6 +31,25 @@ from torch import nn
 from popdecode.errors import UserError
 
 
+class RowMixture:
+    """Rows ``new_rows`` of a table, each a softmax mixture of rows ``known_rows``.
+
+    ``logits`` [new, known] is the only parameter; it starts at zero, i.e. every new row starts
+    as the mean of the known rows. Not an ``nn.Module`` on purpose: the owning table is saved
+    as the values the mixtures give, never as logits (see :meth:`Vocabulary.table`).
+    """
+
+    def __init__(self, *, new_rows: torch.Tensor, known_rows: torch.Tensor, device=None):
+        self.new_rows = torch.as_tensor(new_rows, dtype=torch.long, device=device)
+        self.known_rows = torch.as_tensor(known_rows, dtype=torch.long, device=device)
+        self.logits = nn.Parameter(torch.zeros(len(self.new_rows), len(self.known_rows), device=device))
+
+    def apply(self, weight: torch.Tensor) -> torch.Tensor:
+        """``weight`` with the new rows replaced by their mixtures (differentiable in logits)."""
+        mixed = torch.softmax(self.logits, dim=-1) @ weight[self.known_rows].detach()
+        return weight.index_copy(0, self.new_rows, mixed.to(weight.dtype))
+
+
 class Vocabulary(nn.Module):
     """A named, growing embedding table; ``vocab(rows)`` looks rows up."""
 
@@ -33,6 +59,7 @@ class Vocabulary(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1, dim))  # row 0: padding
         self._names: list[str] = []
         self._rows: dict[str, int] = {}
+        self.mixture: RowMixture | None = None
 
     @property
     def names(self) -> list[str]:
@@ -97,8 +124,37 @@ class Vocabulary(nn.Module):
         self._names = list(names)
         self._rows = {n: i + 1 for i, n in enumerate(names)}
 
+    def mix_rows(self, new: np.ndarray | torch.Tensor) -> RowMixture:
+        """Make the rows where the boolean mask ``new`` is True mixtures of every other named row
+        (row 0, padding, excluded); returns the :class:`RowMixture` whose ``logits`` to train."""
+        new = torch.as_tensor(np.asarray(new, dtype=bool))
+        if new.shape[0] != self.weight.shape[0] or bool(new[0]):
+            raise ValueError("mix_rows: the mask must cover every row and leave row 0 (padding) out")
+        known = (~new).nonzero().squeeze(1)
+        known = known[known != 0]
+        if len(known) == 0:
+            raise UserError(f"the model has no known {self.kind}s to mix new ones from; use random new rows")
+        self.mixture = RowMixture(new_rows=new.nonzero().squeeze(1), known_rows=known, device=self.weight.device)
+        return self.mixture
+
+    def bake(self) -> None:
+        """Write the mixtures into ``weight`` and drop them: an ordinary table again."""
+        if self.mixture is not None:
+            with torch.no_grad():
+                self.weight.copy_(self.table())
+            self.mixture = None
+
+    def table(self) -> torch.Tensor:
+        """The table the model uses: ``weight``, with mixed rows where a mixture is attached."""
+        return self.weight if self.mixture is None else self.mixture.apply(self.weight)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.mixture is not None:
+            destination[prefix + "weight"] = self.table() if keep_vars else self.table().detach()
+
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        return F.embedding(rows, self.weight, padding_idx=0)
+        return F.embedding(rows, self.table(), padding_idx=0)
 
     def extra_repr(self) -> str:
         return f"{self.kind}s={len(self)}, dim={self.dim}"

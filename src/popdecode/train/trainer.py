@@ -98,15 +98,17 @@ def table_parameters(model) -> list[torch.nn.Parameter]:
     return [model.unit_vocab.weight, model.session_vocab.weight]
 
 
-def parameter_groups(model, row_masks: dict[str, torch.Tensor]) -> list[dict]:
-    """Two optimiser groups: sparse-row tables (and row-masked weights), and the rest."""
+def parameter_groups(model, row_masks: dict[str, torch.Tensor], extra: Sequence[torch.Tensor] = ()) -> list[dict]:
+    """Two optimiser groups: sparse-row tables (and row-masked weights), and the rest, which
+    also holds ``extra`` trainable tensors that live outside the model (e.g. the mixing
+    weights of :class:`popdecode.model.vocab.RowMixture`)."""
     named = dict(model.named_parameters())
     sparse_ids = {id(p) for p in table_parameters(model)} | {id(named[n]) for n in row_masks}
     sparse, dense = [], []
     for p in model.parameters():
         if p.requires_grad:
             (sparse if id(p) in sparse_ids else dense).append(p)
-    return [{"params": sparse, "sparse_rows": True}, {"params": dense, "sparse_rows": False}]
+    return [{"params": sparse, "sparse_rows": True}, {"params": dense + list(extra), "sparse_rows": False}]
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
@@ -184,6 +186,8 @@ def fit(
         meta: saved with the model: at least ``normalization`` and ``session_readouts``
             (see :mod:`popdecode.train.setup`); ``best`` is added.
         trainable: the parameters to train (default: all). Others are frozen bit for bit.
+            Tensors that are not parameters of ``model`` (mixing weights of new rows) train
+            too; they are not part of the checkpoint, so such a run cannot be resumed.
         row_masks: parameter name -> boolean [rows] of the rows allowed to change; the
             gradient of every other row is zeroed, and the sparse-rows rule of the
             optimiser leaves those rows untouched.
@@ -209,17 +213,22 @@ def fit(
     # -- what trains ------------------------------------------------------------------------
     model.to(device)
     named = dict(model.named_parameters())
+    external: list[torch.Tensor] = []
     if trainable is not None:
         keep = {id(p) for p in trainable}
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
+        inside = {id(p) for p in model.parameters()}
+        external = [p for p in trainable if id(p) not in inside]
+        if external and resume:
+            raise UserError("this run trains weights outside the model (mixtures of rows) and cannot be resumed")
     masks = {}
     for name, rows in (row_masks or {}).items():
         if name not in named:
             raise ValueError(f"row mask for unknown parameter {name!r}")
         masks[name] = torch.as_tensor(np.asarray(rows, dtype=bool), device=device)
     optimizer = build_optimizer(
-        parameter_groups(model, masks), name=config.optimizer, lr=config.peak_lr,
+        parameter_groups(model, masks, external), name=config.optimizer, lr=config.peak_lr,
         weight_decay=config.weight_decay,
     )
 
