@@ -260,6 +260,8 @@ class StreamingDecoder:
         c = model.config
         session = torch.tensor([session_index], device=input_units.device)
         if self.compiled:
+            # The compiled code assumes dense inputs: a strided view would compile again.
+            input_units, input_types = input_units.contiguous(), input_types.contiguous()
             token_rot = rotary_cos_sin(input_times, model.omega)
             query_rot = rotary_cos_sin(output_times, model.omega)
             for x in (input_units, input_types, *token_rot, *query_rot):
