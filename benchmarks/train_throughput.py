@@ -2,18 +2,23 @@
 against torch-brain's POYO, same weights, same windows, in the same run.
 
     python benchmarks/train_throughput.py                      # both presets, fp32, 2 threads
+    python benchmarks/train_throughput.py --compile            # also the compiled processor
     python benchmarks/train_throughput.py --precision fp32,bf16 --no-reference
 
 Each timed step draws a fresh batch of synthetic windows (~1.1k tokens: 100 units' delimiters
 plus ~900 spikes, log-normal spread; ~100 queries), the same batch for every contestant, and
 the contestants take turns step by step, so a busy machine slows all of them alike. Both use
 AdamW and an MSE loss; packing/padding the batch is not timed. torch-brain always runs in
-float32 (its CPU path pads every window to the longest in the batch).
+float32 (its CPU path pads every window to the longest in the batch). ``--compile`` adds,
+for each precision, a copy of our model (same weights) whose processor layers train
+through TorchInductor (``POYO.compile_for_training``); its compilation happens in the
+first, untimed warm-up step and is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import statistics
 import sys
@@ -52,11 +57,13 @@ def run_config(preset: str, batch_size: int, args) -> dict:
     contestants = {}
     for precision in args.precision:
         # One copy of the model per precision, so that optimiser states do not mix.
-        model = ours if len(args.precision) == 1 else pb.make_models(preset, reference=False, seed=args.seed)[0].train()
+        model = ours if len(args.precision) == 1 else copy.deepcopy(ours)
+        contestants[f"popdecode {precision}"] = ("ours", model, torch.optim.AdamW(model.parameters(), lr=1e-4), precision)
         if args.compile:
-            model = torch.compile(model, dynamic=True)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        contestants[f"popdecode {precision}"] = ("ours", model, opt, precision)
+            compiled = copy.deepcopy(ours)
+            compiled.compile_for_training()
+            contestants[f"popdecode {precision} compiled"] = (
+                "ours", compiled, torch.optim.AdamW(compiled.parameters(), lr=1e-4), precision)
     if theirs is not None:
         theirs.train()
         contestants["torch-brain fp32"] = ("ref", theirs, torch.optim.AdamW(theirs.parameters(), lr=1e-4), "fp32")
@@ -74,6 +81,8 @@ def run_config(preset: str, batch_size: int, args) -> dict:
                 dt = pb.timed(lambda: ours_step(model, opt, batch, targets, precision))
             else:
                 dt = pb.timed(lambda: reference_step(model, opt, x, ptargets, mask))
+            if i == 0 and name.endswith("compiled"):
+                print(f"# {preset} b{batch_size}: first step of {name} (compiles) {dt:.1f} s", flush=True)
             if i >= args.warmup:
                 times[name].append(dt)
                 cpu[name].append(time.process_time() - c0)
@@ -90,12 +99,15 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: %(default)s)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
     p.add_argument("--no-reference", action="store_true", help="skip torch-brain")
-    p.add_argument("--compile", action="store_true", help="torch.compile our model (compile time not counted)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time our model with compiled processor layers (compile time not counted)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     args.precision = [s.strip() for s in args.precision.split(",") if s.strip()]
     if any(s not in ("fp32", "bf16") for s in args.precision):
         p.error("--precision takes fp32 and/or bf16")
+    if args.compile and args.warmup < 1:
+        p.error("--compile needs --warmup 1 or more (the first step compiles)")
     torch.set_num_threads(args.threads)
 
     print(f"# train throughput, {datetime.date.today()}, {pb.machine()}, load before: {pb.load()}")
@@ -123,7 +135,9 @@ def print_table(rows):
         fp32 = res.get("popdecode fp32")
         for n, v in res.items():
             if n.startswith("popdecode") and ref:
-                ratios.append(f"{n.split()[1]}/torch-brain {v / ref:.2f}x")
+                ratios.append(f"{n.split(maxsplit=1)[1]}/torch-brain {v / ref:.2f}x")
+            if n.endswith("compiled") and res.get(n[: -len(" compiled")]):
+                ratios.append(f"{n.split(maxsplit=1)[1]}/eager {v / res[n[: -len(' compiled')]]:.2f}x")
         if fp32 and "popdecode bf16" in res:
             ratios.append(f"bf16/fp32 {res['popdecode bf16'] / fp32:.2f}x")
         print(f"| {preset} | {batch} | " + " | ".join(f"{res[n]:.1f}" for n in names) + f" | {'; '.join(ratios)} |")

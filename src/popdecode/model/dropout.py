@@ -29,14 +29,23 @@ def keep_probability(p: float) -> float:
     return 1.0 - _steps(p) / 65536
 
 
+def random_lanes(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """At least ``n`` int16 values, each uniform on [-32768, 32767]: four lanes per 64-bit draw."""
+    return torch.empty(-(-n // 4), dtype=torch.int64, device=device).random_(-(2**63), None).view(torch.int16)
+
+
+def keep_threshold(p: float) -> int:
+    """A lane of :func:`random_lanes` keeps its element when it is >= this."""
+    return _steps(p) - 32768
+
+
 def keep_mask(shape: tuple[int, ...], p: float, device: torch.device | str = "cpu",
               dtype: torch.dtype = torch.bool) -> torch.Tensor:
     """Mask of ``shape``: 1/True with probability ``keep_probability(p)``, else 0/False."""
     n = math.prod(shape)
-    words = torch.empty(-(-n // 4), dtype=torch.int64, device=device).random_(-(2**63), None)
-    lanes = words.view(torch.int16)  # four lanes per draw, each uniform on [-32768, 32767]
+    lanes = random_lanes(n, device)
     # The comparison writes straight into the requested dtype (no separate bool -> float pass).
-    keep = torch.ge(lanes, _steps(p) - 32768, out=torch.empty(lanes.shape, dtype=dtype, device=device))
+    keep = torch.ge(lanes, keep_threshold(p), out=torch.empty(lanes.shape, dtype=dtype, device=device))
     return keep[:n].view(shape)
 
 

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from popdecode.model.attention import RotaryDecoderAttention, RotaryEncoderAttention, RotarySelfAttention
+from popdecode.model.compiled import CompiledProcessor
 from popdecode.model.config import POYOConfig
 from popdecode.model.dropout import Dropout
 from popdecode.model.feedforward import FeedForward
@@ -114,6 +115,7 @@ class POYO(nn.Module):
         self.register_buffer("latent_phases", phases, persistent=False)  # [L, F], per latent
         self.register_buffer("step_phases", phases[:: c.num_latents_per_step].clone(), persistent=False)  # [T, F]
         self._streaming = None  # decode_window's StreamingDecoder, made on first use
+        self._train_processor = None  # a CompiledProcessor after compile_for_training()
 
     @property
     def readout_names(self) -> list[str]:
@@ -174,6 +176,8 @@ class POYO(nn.Module):
             latents, self.latent_phases, step_rot, tokens, token_rot, input_lengths.tolist(),
         )  # -> [T, B, P, dim]
         latents = latents + self.enc_ffn(latents)
+        if self._train_processor is not None and self.training and torch.is_grad_enabled():
+            return self._train_processor(latents)
         for layer in self.proc_layers:
             latents = layer(latents, step_rot)
         return latents
@@ -282,6 +286,18 @@ class POYO(nn.Module):
         decode_window then stays eager."""
         self._streaming = StreamingDecoder(model=self, compile=True)
         return self._streaming.warm_up()
+
+    def compile_for_training(self, *, compile: bool = True) -> None:
+        """Train the processor layers through TorchInductor (:mod:`popdecode.model.compiled`):
+        the same function, dropout drawn by the compiler. Applies in training mode with
+        gradients recorded; evaluation keeps the eager path. The first training step of each
+        batch size compiles (~1 min on 2 cores, cached on disk afterwards). ``compile=False``
+        runs the same code eagerly (for tests); :meth:`train_eagerly` undoes either."""
+        self._train_processor = CompiledProcessor(model=self, compile=compile)
+
+    def train_eagerly(self) -> None:
+        """Back to the eager processor for training (see :meth:`compile_for_training`)."""
+        self._train_processor = None
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision, help="bf16 runs the forward under autocast")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="tokenizer worker processes (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch decides)")
+    p.add_argument("--compile", action="store_true",
+                   help="train the processor layers through TorchInductor (same function; needs a C++ compiler; "
+                        "compiles ~1 min first; see BENCHMARKS.md for when it pays)")
     p.add_argument("--sessions", nargs="+", default=[], metavar="GLOB", help="train only on sessions whose id matches")
     p.add_argument("--exclude-sessions", nargs="+", default=[], metavar="GLOB", help="leave out sessions whose id matches")
     p.add_argument("--no-unit-dropout", action="store_true", help="turn off the unit-dropout augmentation")
@@ -99,6 +102,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         eval_every=args.eval_every, checkpoint_every_steps=args.checkpoint_every,
         time_budget_min=args.time_budget, tensorboard=args.tensorboard, seed=args.seed,
         device=args.device, precision=args.precision, num_workers=args.num_workers, threads=args.threads,
+        compile=args.compile,
     )
 
 

@@ -48,6 +48,7 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" or "bf16" (autocast)
     num_workers: int = 0  # DataLoader worker processes for tokenisation
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    compile: bool = False  # processor layers through TorchInductor (POYO.compile_for_training)
 
     def __post_init__(self):
         self.validate()

@@ -59,7 +59,7 @@ LOG_FILE = "train_log.csv"
 # TrainConfig fields that change how a run executes, not what it computes: a resumed run
 # takes these from the new command line and everything else from the saved configuration.
 RUNTIME_FIELDS = ("device", "num_workers", "threads", "time_budget_min", "max_steps", "tensorboard",
-                  "checkpoint_every_steps")
+                  "checkpoint_every_steps", "compile")
 CONFIG_FILE = "train_config.json"
 
 
@@ -212,6 +212,8 @@ def fit(
 
     # -- what trains ------------------------------------------------------------------------
     model.to(device)
+    if config.compile:
+        model.compile_for_training()  # compiles on the first step (and once per new batch size)
     named = dict(model.named_parameters())
     external: list[torch.Tensor] = []
     if trainable is not None:
@@ -370,6 +372,8 @@ def fit(
         bar.close()
         if writer is not None:
             writer.close()
+        if config.compile:
+            model.train_eagerly()  # the caller gets a plain model back
 
     return {
         "best_valid_r2": state["best_score"],
