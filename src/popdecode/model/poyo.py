@@ -291,8 +291,10 @@ class POYO(nn.Module):
         """Train the processor layers through TorchInductor (:mod:`popdecode.model.compiled`):
         the same function, dropout drawn by the compiler. Applies in training mode with
         gradients recorded; evaluation keeps the eager path. The first training step of each
-        batch size compiles (~1 min on 2 cores, cached on disk afterwards). ``compile=False``
-        runs the same code eagerly (for tests); :meth:`train_eagerly` undoes either."""
+        batch size compiles (~1 min on 2 cores, cached on disk afterwards). Measured on the
+        project's 2-core VM it trains at 0.85-0.9x of the eager speed (BENCHMARKS.md), so it is
+        off by default. ``compile=False`` runs the same code eagerly (for tests);
+        :meth:`train_eagerly` undoes either."""
         self._train_processor = CompiledProcessor(model=self, compile=compile)
 
     def train_eagerly(self) -> None:

@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch decides)")
     p.add_argument("--compile", action="store_true",
                    help="train the processor layers through TorchInductor (same function; needs a C++ compiler; "
-                        "compiles ~1 min first; see BENCHMARKS.md for when it pays)")
+                        "compiles ~1 min first; 0.85-0.9x of eager speed on the 2-core VM measured in BENCHMARKS.md)")
     p.add_argument("--sessions", nargs="+", default=[], metavar="GLOB", help="train only on sessions whose id matches")
     p.add_argument("--exclude-sessions", nargs="+", default=[], metavar="GLOB", help="leave out sessions whose id matches")
     p.add_argument("--no-unit-dropout", action="store_true", help="turn off the unit-dropout augmentation")
