@@ -6,25 +6,29 @@ of spikes: 128 (or 256) latents per window whatever the window holds. So it comp
 per batch size, while the encoder (packed tokens of a different count every step) and the
 decoder stay eager.
 
-Eagerly, each layer's time goes to operations around the matrix products: the attention
-dropout (draw a mask, multiply the 128 x 128 probabilities by it, and again in the
-backward), softmax, layout copies between the projections and the per-window heads, layer
-norms, GELU, the residual dropouts. Compiled, those become a few fused loops, and the
-attention dropout's mask is drawn inside the loop that applies it.
+Eagerly, each layer's time outside the matrix products goes to the attention dropout (a mask
+over the 128 x 128 probabilities, multiplied in forward and backward), softmax, layout copies
+between the projections and the per-window heads, layer norms, GELU and the residual
+dropouts. The hope was that fused loops would make these cheaper. **Measured on the
+project's 2-core VM they do not**: the compiled step runs at 0.84-0.89x of the eager one,
+because the generated softmax/dropout loops on the [B, H, L, L] probabilities are slower
+than PyTorch's kernels there (BENCHMARKS.md, "Compiled training of the processor"). Hence
+opt in only (``POYO.compile_for_training``, ``popdecode train --compile``).
 
 :func:`processor_layer` computes exactly the function of
 :class:`~popdecode.model.poyo.ProcessorLayer`, written for the compiler:
 
-* latents are window-major [B, L, dim] (latent l = time point x 16 + row, as the eager
+* latents are window-major [B, L, dim] (latent l = time point x P + row, as the eager
   layer's per-window heads), so one projection serves every latent and attention needs
   only a permutation, which the compiler fuses into the rotation;
-* rotations are real cos/sin arithmetic on the interleaved pairs of each head, applied to
-  the projected q, k, v and to the attention output (the eager layer folds them into 8
-  rotated copies of the weights instead; a rotation is linear, so both agree), because
-  TorchInductor cannot trace the complex-number views of :func:`~popdecode.model.rotary.rotate`;
-* dropout is ``F.dropout`` (the compiler draws its masks with its own generator) with the
-  keep probability of :mod:`popdecode.model.dropout` and the same 1 / keep rescaling: the
-  same distribution, not the same masks as an eager step with the same seed.
+* rotations are real cos/sin arithmetic (:func:`~popdecode.model.rotary.rotate_halves`) on
+  heads reordered into halves (the weights are reordered inside the graph), applied to the
+  projected q, k, v and to the attention output; the eager layer folds them into 8 rotated
+  copies of the weights instead (a rotation is linear, so both agree). TorchInductor cannot
+  trace the complex-number views of :func:`~popdecode.model.rotary.rotate`;
+* dropout masks come from :mod:`popdecode.model.dropout`'s generator, drawn eagerly as bool
+  masks (:func:`keep_masks`) and applied with the same 1 / keep rescaling inside the graph:
+  the same distribution as the eager layers, not the same masks for the same seed.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def keep_masks(sizes: list[int], probs: list[float], device: torch.device) -> to
 
 
 def noise_sizes(*, batch: int, latents: int, dim: int, heads: int, mult: int = 4) -> list[int]:
-    """Random lanes one layer's dropouts use: attention probabilities, the attention residual,
+    """Elements of one layer's dropout masks: attention probabilities, the attention residual,
     the GEGLU hidden layer, the feed-forward residual (in :func:`processor_layer`'s order)."""
     return [batch * heads * latents * latents, batch * latents * dim, batch * latents * mult * dim, batch * latents * dim]
 
@@ -127,7 +131,7 @@ class CompiledProcessor:
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         """latents: the grid [T, B, P, dim] the encoder produced; returns the same layout."""
-        model, c = self.model, self.model.config
+        model = self.model
         t, b, p, d = latents.shape
         x = latents.transpose(0, 1).reshape(b, t * p, d)  # window-major, latent = time point x P + row
         # Dense copies: the compiled code is specialised to dense inputs.

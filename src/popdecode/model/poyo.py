@@ -289,7 +289,7 @@ class POYO(nn.Module):
 
     def compile_for_training(self, *, compile: bool = True) -> None:
         """Train the processor layers through TorchInductor (:mod:`popdecode.model.compiled`):
-        the same function, dropout drawn by the compiler. Applies in training mode with
+        the same function, the same dropout distribution. Applies in training mode with
         gradients recorded; evaluation keeps the eager path. The first training step of each
         batch size compiles (~1 min on 2 cores, cached on disk afterwards). Measured on the
         project's 2-core VM it trains at 0.85-0.9x of the eager speed (BENCHMARKS.md), so it is
