@@ -78,7 +78,8 @@ class QuickstartConfig:
     # Wiener filter on only some seeds (R^2 0.35-0.65 over 8 runs); with 30 on all 5 (0.59-0.69).
     labelled_trials: int = 30
     adapt_steps: int = 600
-    adapt_lr: float = 3e-2
+    adapt_new_rows: str = "random"
+    adapt_lr: float | None = 3e-2  # None: adapt's default for adapt_new_rows
     # baselines (MLP / GRU early-stop on valid; at most this many epochs)
     baseline_epochs: int = 100
     # One thread: a model this small gains little from a second one on a quiet machine, and
@@ -175,7 +176,7 @@ def run_pipeline(config: QuickstartConfig, out: str | Path, *, overwrite: bool =
     _call("popdecode.adapt.command", [
         str(pretrained), "--data", str(heldout_dir), "--out", str(adapted), "--mode", "unit-id",
         "--labelled-trials", str(config.labelled_trials), "--steps", str(config.adapt_steps),
-        "--lr", str(config.adapt_lr),
+        "--new-rows", config.adapt_new_rows, *(["--lr", str(config.adapt_lr)] if config.adapt_lr else []),
         "--seed", str(config.seed), "--threads", str(threads), "--force",
     ], log)
     seconds["adapt"] = time.perf_counter() - t

@@ -46,7 +46,7 @@ def adapt(root, out, *extra):
 
 def test_unit_id_adds_rows_and_leaves_every_other_weight_bit_for_bit(pretrained, tmp_path, capsys):
     root = pretrained
-    assert adapt(root, tmp_path / "ad", "--mode", "unit-id", "--labelled-trials", "3") == 0
+    assert adapt(root, tmp_path / "ad", "--mode", "unit-id", "--new-rows", "random", "--labelled-trials", "3") == 0
     before = load_file(str(root / "run" / "model.safetensors"))
     after = load_file(str(tmp_path / "ad" / "model.safetensors"))
     assert set(before) == set(after)
@@ -224,7 +224,8 @@ def test_adaptation_depends_on_its_seed_not_on_the_global_generator(pretrained, 
     weights = []
     for i, draws in enumerate((1, 1000)):
         torch.rand(draws)  # leave torch's global generator in a different state each time
-        assert adapt(pretrained, tmp_path / f"ad{i}", "--mode", "unit-id", "--labelled-trials", "3") == 0
+        assert adapt(pretrained, tmp_path / f"ad{i}", "--mode", "unit-id", "--new-rows", "random",
+                     "--labelled-trials", "3") == 0
         weights.append(load_file(str(tmp_path / f"ad{i}" / "model.safetensors")))
     assert set(weights[0]) == set(weights[1])
     for name in weights[0]:

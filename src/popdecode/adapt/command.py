@@ -4,10 +4,10 @@
                     [--labelled-trials N | FRACTION | SECONDSs | all | 5,10,20,50,all] [--sessions GLOB ...]
 
 The model gets new embedding rows for every unit and for each new session and keeps all of
-its existing rows. New rows are free vectors drawn from N(0, 0.02), the paper's recipe
-(--new-rows random), or softmax mixtures of the rows the model already knows, of which only
-the mixing weights train (--new-rows mixture: steadier with few labelled trials). Modes
-(spec section 6):
+its existing rows. By default each new row is a softmax mixture of the rows the model already
+knows and only the mixing weights train (--new-rows mixture: better and steadier with few
+labelled trials); --new-rows random gives free rows drawn from N(0, 0.02), the paper's
+recipe. Modes (spec section 6):
   unit-id            train only the new rows; every other weight stays bit for bit the same
   finetune           train everything
   unit-id+finetune   unit-id for --steps steps, then everything for --finetune-steps steps
