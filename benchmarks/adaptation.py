@@ -19,8 +19,9 @@ output exists (so the experiment can be run in pieces with ``--steps``):
 1. *data*: ``popdecode simulate`` / ``popdecode prepare``;
 2. *pretrain*: the trainer (POYO's recipe: LAMB, lr 3.125e-5 x batch, flat then cosine) on
    the pretraining sessions, ``--pretrain-epochs`` within ``--pretrain-minutes``;
-3. *tune*: the unit-id and from-scratch learning rates, each picked from a few values by the
-   **valid** R^2 of the first held-out session at 10 labelled trials (test is never looked at);
+3. *tune*: the unit-id learning rate of random rows and the from-scratch learning rate, each
+   picked from a few values by the **valid** R^2 of the first held-out session at 10 labelled
+   trials (test is never looked at); mixture rows use adapt's default rate;
 4. *reference*: single-session training of each held-out session on all of its training
    trials (the trainer, ``--reference-steps`` steps at the tuned from-scratch learning
    rate): the 100 % mark;
@@ -125,7 +126,7 @@ def tune(work: Path, data: Path, pre: Path, sid: str, *, lrs: list[float], scrat
             out = work / "tune" / f"{kind}-{lr:g}"
             tick = time.perf_counter()
             if kind == "unit-id":
-                cfg = AdaptConfig(lr=lr, **adapt_flags)
+                cfg = AdaptConfig(new_rows="random", lr=lr, **adapt_flags)
                 _, _, info = adapt(model, meta, session, pieces, cfg, out)
                 valid = info["stages"]["unit-id"]["best_valid_r2"]
             else:
@@ -205,15 +206,14 @@ def run_experiment(args, *, kind: str) -> None:
         for rows in NEW_ROWS:
             curve = curve_dir(runs, sid, rows)
             if "curve" in steps and not (curve / "learning_curve.json").exists():
-                flags = [*lr_flags, *machine, *extra] if rows == "random" else \
-                    ["--new-rows", rows, "--no-scratch", *machine, *extra]
+                flags = ["--new-rows", rows, *(lr_flags if rows == "random" else ["--no-scratch"]), *machine, *extra]
                 record(f"curve/{rows}/{sid}", cli(work, [
                     "adapt", str(pre), "--data", str(data), "--sessions", sid, "--mode", "unit-id",
                     "--labelled-trials", args.labelled, "--out", str(curve), *flags]))
             for seed in [int(x) for x in args.goal_seeds.split(",") if x]:
                 out = runs / f"seed{seed}-{rows}-{sid}"
                 if "seeds" in steps and not (out / "learning_curve.json").exists():
-                    flags = lr_flags[:2] if rows == "random" else ["--new-rows", rows]
+                    flags = ["--new-rows", rows, *(lr_flags[:2] if rows == "random" else [])]
                     record(f"seeds/{rows}/{seed}/{sid}", cli(work, [
                         "adapt", str(pre), "--data", str(data), "--sessions", sid, "--mode", "unit-id",
                         "--labelled-trials", "10", "--seed", str(seed), "--out", str(out), *flags, *machine, *extra]))
@@ -221,7 +221,7 @@ def run_experiment(args, *, kind: str) -> None:
         if "finetune" in steps and not (ft / "learning_curve.json").exists():
             record(f"finetune/{sid}", cli(work, [
                 "adapt", str(pre), "--data", str(data), "--sessions", sid, "--mode", "unit-id+finetune",
-                "--labelled-trials", "10", "--out", str(ft), *lr_flags[:2], *machine, *extra]))
+                "--labelled-trials", "10", "--new-rows", "random", "--out", str(ft), *lr_flags[:2], *machine, *extra]))
     summarise(work, heldout)
 
 
