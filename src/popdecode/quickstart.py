@@ -78,6 +78,8 @@ class QuickstartConfig:
     # Wiener filter on only some seeds (R^2 0.35-0.65 over 8 runs); with 30 on all 5 (0.59-0.69).
     labelled_trials: int = 30
     adapt_steps: int = 600
+    # The paper's random rows, with which the README's table was measured; at 20 trials and more
+    # adapt's default mixture rows score the same within noise (BENCHMARKS.md, "Adaptation").
     adapt_new_rows: str = "random"
     adapt_lr: float | None = 3e-2  # None: adapt's default for adapt_new_rows
     # baselines (MLP / GRU early-stop on valid; at most this many epochs)
