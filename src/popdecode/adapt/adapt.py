@@ -65,7 +65,8 @@ from popdecode.train.trainer import fit, resolve_device, table_parameters
 
 MODES = ("unit-id", "finetune", "unit-id+finetune")
 NEW_ROWS = ("random", "mixture")
-# Unit-id learning rate when none is given: chosen on valid R^2 (BENCHMARKS.md, "Adaptation").
+# Unit-id learning rate when none is given, by valid R^2 (BENCHMARKS.md, "Adaptation"): random
+# rows 3e-2 (of 1e-2, 3e-2, 1e-1 in the first run), mixtures 0.1 (0.3 was worse).
 DEFAULT_UNIT_ID_LR = {"random": 3e-2, "mixture": 1e-1}
 
 

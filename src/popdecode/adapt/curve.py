@@ -91,7 +91,8 @@ def run_points(
             + ", ".join(f"{s.id} R^2 {mean_session_r2(adapt_rows, s.id):.3f}" for s in sessions))
         for s in sessions:
             point = CurvePoint(mode=cfg.mode, requested=spec.label, labelled_trials=len(pieces[s.id]),
-                               labelled_seconds=round(pieces[s.id].duration, 3), session=s.id, r2_adapt=mean_session_r2(adapt_rows, s.id),
+                               labelled_seconds=round(pieces[s.id].duration, 3), session=s.id,
+                               r2_adapt=mean_session_r2(adapt_rows, s.id),
                                seconds_adapt=adapt_info["seconds"])
             if scratch:
                 fresh, fresh_meta, fresh_info = train_scratch(adapted, s, pieces[s.id], cfg,

@@ -137,13 +137,6 @@ class Vocabulary(nn.Module):
         self.mixture = RowMixture(new_rows=new.nonzero().squeeze(1), known_rows=known, device=self.weight.device)
         return self.mixture
 
-    def bake(self) -> None:
-        """Write the mixtures into ``weight`` and drop them: an ordinary table again."""
-        if self.mixture is not None:
-            with torch.no_grad():
-                self.weight.copy_(self.table())
-            self.mixture = None
-
     def table(self) -> torch.Tensor:
         """The table the model uses: ``weight``, with mixed rows where a mixture is attached."""
         return self.weight if self.mixture is None else self.mixture.apply(self.weight)
