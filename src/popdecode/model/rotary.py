@@ -51,9 +51,7 @@ def rotary_phases(times: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
     once per forward pass and share them across every layer that rotates by the same times
     (the latent grid's are a constant of the model). ``phases.conj()`` turns by -t.
     """
-    with torch.autocast(device_type=times.device.type, enabled=False):
-        angles = times.to(torch.float64)[..., None] * omega.to(torch.float64)
-        return torch.complex(angles.cos().float(), angles.sin().float())
+    return torch.complex(*rotary_cos_sin(times, omega))
 
 
 def _turn(x: torch.Tensor, phases: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
@@ -118,9 +116,10 @@ def rotate(x: torch.Tensor, phases: torch.Tensor, *, inplace: bool = False) -> t
 
 def rotary_cos_sin(times: torch.Tensor, omega: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of the angles w_j * t (float32 [..., F] each): :func:`rotary_phases` as two
-    real tensors, for :func:`rotate_halves`. Angles in float64, as there."""
-    angles = times.to(torch.float64)[..., None] * omega.to(torch.float64)
-    return angles.cos().float(), angles.sin().float()
+    real tensors, for :func:`rotate_halves`. Angles in float64 (see there)."""
+    with torch.autocast(device_type=times.device.type, enabled=False):
+        angles = times.to(torch.float64)[..., None] * omega.to(torch.float64)
+        return angles.cos().float(), angles.sin().float()
 
 
 def halves_permutation(dim_head: int) -> torch.Tensor:
