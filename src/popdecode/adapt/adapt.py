@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from popdecode.adapt.labelled import UNLABELLED, LabelledSession
@@ -55,7 +54,7 @@ from popdecode.adapt.new_rows import add_rows, adapted_meta, check_new_sessions,
 from popdecode.data.intervals import Intervals
 from popdecode.errors import UserError
 from popdecode.evaluate.predict import predict_split, score
-from popdecode.evaluate.results import ResultRow
+from popdecode.evaluate.results import ResultRow, mean_r2
 from popdecode.model.io import load_model
 from popdecode.tokenize.sampler import TrainWindowSampler
 from popdecode.train import setup
@@ -263,5 +262,4 @@ def evaluate_test(model, meta: dict, sessions: Sequence, *, method: str, cfg: Ad
 
 def mean_session_r2(rows: list[ResultRow], session: str) -> float:
     """One session's R^2, averaged over its readouts (NaN when it has none)."""
-    values = [r.r2 for r in rows if r.session == session and not math.isnan(r.r2)]
-    return float(np.mean(values)) if values else float("nan")
+    return mean_r2([r for r in rows if r.session == session])

@@ -149,12 +149,8 @@ def validate(model, sessions: Sequence, tokenizer, meta: dict, config: TrainConf
         batch_size=config.eval_batch_size, device=device, precision=config.precision,
     )
     rows = score(stitched, method="poyo", split="valid")
-    per_session = {}
-    for s in sessions:
-        values = [r.r2 for r in rows if r.session == s.id and not math.isnan(r.r2)]
-        if values:
-            per_session[s.id] = float(np.mean(values))
-    return per_session
+    per_session = {s.id: mean_r2([r for r in rows if r.session == s.id]) for s in sessions}
+    return {k: v for k, v in per_session.items() if not math.isnan(v)}
 
 
 def selection_score(valid: dict[str, float]) -> float:
