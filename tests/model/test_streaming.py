@@ -141,3 +141,20 @@ def test_compiled_decode_window_equals_forward():
             for readout in ("hand_vel", "position"):
                 got = _decode(model.decode_window, w, readout)
                 torch.testing.assert_close(got, _reference(model, w, readout), atol=1e-5, rtol=0)
+
+
+def test_streaming_decodes_with_mixed_rows_and_follows_their_training():
+    model = tiny_model().eval()
+    w = window(random_batch(model, [30], [4]), 0)
+    rows = model.unit_vocab.weight.shape[0]
+    new = torch.zeros(rows, dtype=torch.bool)
+    new[torch.unique(w.input_units)] = True  # the window's units become mixtures ...
+    new[0] = new[rows - 1] = False  # ... of the rows left known (the last one at least)
+    mixture = model.unit_vocab.mix_rows(new.numpy())
+    with torch.no_grad():
+        start = _decode(model.decode_window, w)
+        torch.testing.assert_close(start, _reference(model, w, "hand_vel"), atol=1e-5, rtol=0)
+        mixture.logits.normal_()  # as an optimiser step would
+        moved = _decode(model.decode_window, w)
+        assert not torch.allclose(start, moved)
+        torch.testing.assert_close(moved, _reference(model, w, "hand_vel"), atol=1e-5, rtol=0)

@@ -63,8 +63,9 @@ def fold(model: nn.Module, *, halves: bool = False) -> dict[str, torch.Tensor]:
         """Reorder the features of every head along wt's first axis ([heads * Dh, ...])."""
         return wt.unflatten(0, (heads, -1))[:, order].flatten(0, 1)
 
-    w = {"unit_emb": model.unit_vocab.weight, "type_emb": model.token_type_emb.weight,
-         "session_emb": model.session_vocab.weight, "latents": model.latent_emb.weight,
+    units = model.unit_vocab.table()  # the rows the model uses (mixtures while adapting)
+    w = {"unit_emb": units, "type_emb": model.token_type_emb.weight,
+         "session_emb": model.session_vocab.table(), "latents": model.latent_emb.weight,
          "step_phases": model.step_phases, "step_cos": model.step_phases.real.contiguous(),
          "step_sin": model.step_phases.imag.contiguous()}
 
@@ -81,8 +82,8 @@ def fold(model: nn.Module, *, halves: bool = False) -> dict[str, torch.Tensor]:
     # depend on (u, type) alone: with a small vocabulary every pair's projection is tabulated
     # once, and a window gathers rows instead of normalising and projecting ~1k tokens.
     types = model.token_type_emb.weight
-    if model.unit_vocab.weight.shape[0] * types.shape[0] * w["enc.wkv"].shape[0] <= _MAX_KV_TABLE:
-        x = (model.unit_vocab.weight[:, None, :] + types[None, :, :]).flatten(0, 1)  # row u * types + type
+    if units.shape[0] * types.shape[0] * w["enc.wkv"].shape[0] <= _MAX_KV_TABLE:
+        x = (units[:, None, :] + types[None, :, :]).flatten(0, 1)  # row u * types + type
         x = F.layer_norm(x, x.shape[-1:], enc.norm_context.weight, enc.norm_context.bias)
         w["enc.kv_table"] = F.linear(x, w["enc.wkv"])
     wo = _out_per_time(enc.to_out, h, dh, model.step_phases, t, 1.0)  # [T, H * Dh, dim]
@@ -247,7 +248,10 @@ class StreamingDecoder:
         # growing a vocabulary replaces the Parameter in its slot, which the key sees).
         if self._slots is None:
             self._slots = [(m._parameters, n) for m in self.model.modules() for n, p in m._parameters.items() if p is not None]
-        key = (self.compiled, *((d[n].data_ptr(), d[n]._version) for d, n in self._slots))
+        # Mixing weights of new rows (adaptation) live outside the modules: their versions too.
+        mixing = [v.mixture.logits for v in (self.model.unit_vocab, self.model.session_vocab) if v.mixture]
+        key = (self.compiled, *((d[n].data_ptr(), d[n]._version) for d, n in self._slots),
+               *((m.data_ptr(), m._version) for m in mixing))
         if self._weights is None or self._weights[0] != key:
             with torch.no_grad():
                 self._weights = (key, fold(self.model, halves=self.compiled))
