@@ -29,6 +29,8 @@ output exists (so the experiment can be run in pieces with ``--steps``):
    5,10,20,50,all`` with a from-scratch model on the same trials at each point (new rows
    drawn at random, the paper's recipe), and the same curve with ``--new-rows mixture``
    (without scratch models: they would be the same ones);
+   and once more with mixture rows and ``--align 1`` ("aligned": the alignment of decoded
+   behaviour on the session's unlabelled train windows to the pretraining sessions');
 6. *finetune*: ``--mode unit-id+finetune`` at 10 labelled trials;
 7. *seeds*: the 10-trial point again with ``--seed`` 1 and 2 (``--goal-seeds``), for each kind
    of new rows: with ten trials the result depends on the seed (new rows, window order,
@@ -56,11 +58,17 @@ SIM_HELDOUT = {"sim-a0-s4": "seen animal", "sim-a3-s0": "unseen animal"}
 REAL_PRETRAIN = ["chewie_20131003", "chewie_20131219"]
 REAL_HELDOUT = {"mihi_20140303": "unseen monkey"}
 STEPS = ("data", "pretrain", "tune", "reference", "curve", "finetune", "seeds")
-NEW_ROWS = ("random", "mixture")
+NEW_ROWS = ("random", "mixture", "aligned")  # "aligned": mixture rows plus --align (the alignment term)
+ALIGN = 1.0  # the --align weight of the "aligned" variant
 
 
 def curve_dir(runs: Path, sid: str, rows: str) -> Path:
     return runs / (f"curve-{sid}" if rows == "random" else f"curve-{rows}-{sid}")
+
+
+def rows_flags(rows: str) -> list[str]:
+    """popdecode adapt flags of one variant of new rows."""
+    return ["--new-rows", "mixture", "--align", f"{ALIGN:g}"] if rows == "aligned" else ["--new-rows", rows]
 SMALL_MODEL = {"dim": 64, "depth": 2, "num_latents_per_step": 8, "cross_heads": 1, "self_heads": 2}
 
 
@@ -206,14 +214,14 @@ def run_experiment(args, *, kind: str) -> None:
         for rows in NEW_ROWS:
             curve = curve_dir(runs, sid, rows)
             if "curve" in steps and not (curve / "learning_curve.json").exists():
-                flags = ["--new-rows", rows, *(lr_flags if rows == "random" else ["--no-scratch"]), *machine, *extra]
+                flags = [*rows_flags(rows), *(lr_flags if rows == "random" else ["--no-scratch"]), *machine, *extra]
                 record(f"curve/{rows}/{sid}", cli(work, [
                     "adapt", str(pre), "--data", str(data), "--sessions", sid, "--mode", "unit-id",
                     "--labelled-trials", args.labelled, "--out", str(curve), *flags]))
             for seed in [int(x) for x in args.goal_seeds.split(",") if x]:
                 out = runs / f"seed{seed}-{rows}-{sid}"
                 if "seeds" in steps and not (out / "learning_curve.json").exists():
-                    flags = ["--new-rows", rows, *(lr_flags[:2] if rows == "random" else [])]
+                    flags = [*rows_flags(rows), *(lr_flags[:2] if rows == "random" else [])]
                     record(f"seeds/{rows}/{seed}/{sid}", cli(work, [
                         "adapt", str(pre), "--data", str(data), "--sessions", sid, "--mode", "unit-id",
                         "--labelled-trials", "10", "--seed", str(seed), "--out", str(out), *flags, *machine, *extra]))
@@ -233,6 +241,10 @@ def _r2(results_json: Path, session: str) -> float:
 
 def _f(x, fmt=".3f") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{100 * x:.0f} %"
 
 
 def _curve(path: Path) -> dict[str, dict]:
@@ -263,19 +275,18 @@ def summarise(work: Path, heldout: dict[str, str]) -> None:
         curves = {rows: _curve(curve_dir(runs, sid, rows) / "learning_curve.json") for rows in NEW_ROWS}
         entry = {"what": what, "single_session_r2": ref, "curves": curves, "finetune_10": None, "seeds": {}}
         lines += [f"{sid} ({what}); single-session training on all training trials: test R^2 {_f(ref)}", "",
-                  "| labelled trials | unit-id, random rows | unit-id, mixture rows | from scratch | gain (random / mixture) "
-                  "| of single (random / mixture) | seconds (random / mixture / scratch) |",
+                  "| labelled trials | unit-id, random rows | unit-id, mixture rows | unit-id, mixture + align "
+                  "| from scratch | of single (random / mixture / aligned) | seconds (random / mixture / aligned / scratch) |",
                   "|---|---|---|---|---|---|---|"]
         for req in dict.fromkeys(k for c in curves.values() for k in c):
-            a = curves["random"].get(req, {}).get("r2_adapt", nan)
-            m = curves["mixture"].get(req, {}).get("r2_adapt", nan)
-            p = curves["random"].get(req) or curves["mixture"].get(req)
+            r2 = {rows: curves[rows].get(req, {}).get("r2_adapt", nan) for rows in NEW_ROWS}
+            p = next(c[req] for c in curves.values() if req in c)
             sc = curves["random"].get(req, {}).get("r2_scratch") or nan
-            secs = [curves["random"].get(req, {}).get("seconds_adapt"), curves["mixture"].get(req, {}).get("seconds_adapt"),
-                    curves["random"].get(req, {}).get("seconds_scratch")]
-            lines.append(f"| {req} ({p['labelled_trials']}) | {_f(a)} | {_f(m)} | {_f(sc)} | {_f(a - sc, '+.3f')} / "
-                         f"{_f(m - sc, '+.3f')} | {_f(100 * a / ref, '.0f')} % / {_f(100 * m / ref, '.0f')} % | "
-                         + " / ".join(_f(x, ".0f") if x is not None else "-" for x in secs) + " |")
+            secs = [curves[rows].get(req, {}).get("seconds_adapt") for rows in NEW_ROWS]
+            secs.append(curves["random"].get(req, {}).get("seconds_scratch"))
+            lines.append(f"| {req} ({p['labelled_trials']}) | " + " | ".join(_f(r2[rows]) for rows in NEW_ROWS)
+                         + f" | {_f(sc)} | " + " / ".join(_pct(r2[rows] / ref) for rows in NEW_ROWS)
+                         + " | " + " / ".join(_f(x, ".0f") if x is not None else "-" for x in secs) + " |")
         ft_file = runs / f"finetune-{sid}" / "learning_curve.json"
         if ft_file.exists():
             p = json.loads(ft_file.read_text())[0]
@@ -293,7 +304,8 @@ def summarise(work: Path, heldout: dict[str, str]) -> None:
                 continue
             mean = sum(values) / len(values)
             gain = None if scratch10 is None else mean - scratch10
-            lines.append(f"10 trials, {rows} rows, seeds 0-{len(values) - 1}: {', '.join(f'{v:.3f}' for v in values)}; "
+            label = "mixture rows + --align" if rows == "aligned" else f"{rows} rows"
+            lines.append(f"10 trials, {label}, seeds 0-{len(values) - 1}: {', '.join(f'{v:.3f}' for v in values)}; "
                          f"mean {_mean_sd(values)}; gain over scratch {_f(gain, '+.3f') if gain is not None else '-'} "
                          f"(goal >= +0.15: {'met' if gain is not None and gain >= 0.15 else 'NOT met'}); "
                          f"{_f(100 * mean / ref, '.0f')} % of single-session (goal >= 80 %: "

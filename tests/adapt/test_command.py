@@ -266,3 +266,30 @@ def test_mixture_rows_are_blends_of_known_rows_and_nothing_else_moves(pretrained
     assert config["new_rows"] == "mixture" and config["lr"] == pytest.approx(0.1)
     with open(tmp_path / "mix" / "adapt" / "3" / "unit-id" / "train_config.json") as f:
         assert json.load(f)["optimizer"] == "adamw"
+
+
+def test_alignment_changes_only_the_new_rows_and_reads_the_prior_from_the_training_stores(pretrained, tmp_path):
+    root = pretrained
+    common = ("--labelled-trials", "3", "--sessions", "new-0")
+    assert adapt(root, tmp_path / "plain", *common) == 0
+    assert adapt(root, tmp_path / "aligned", *common, "--align", "1") == 0
+    before = load_file(str(root / "run" / "model.safetensors"))
+    plain = load_file(str(tmp_path / "plain" / "model.safetensors"))
+    aligned = load_file(str(tmp_path / "aligned" / "model.safetensors"))
+    for name, old in before.items():
+        if name == "unit_vocab.weight":
+            n = old.shape[0]
+            assert torch.equal(aligned[name][:n], old)
+            assert not torch.equal(aligned[name][n:], plain[name][n:])  # the term did something
+        elif name != "session_vocab.weight":
+            assert torch.equal(aligned[name], old), name
+    config = json.loads((tmp_path / "aligned" / "adapt_config.json").read_text())["config"]
+    assert config["align"] == 1.0
+
+
+def test_alignment_with_a_missing_prior_store_is_refused(pretrained, tmp_path, capsys):
+    code = adapt(pretrained, tmp_path / "x", "--labelled-trials", "3", "--sessions", "new-0", "--align", "1",
+                 "--prior-data", str(tmp_path / "nowhere"))
+    err = capsys.readouterr().err
+    assert code != 0 and "nowhere is not there" in err and "--prior-data" in err
+    assert not (tmp_path / "x").exists()

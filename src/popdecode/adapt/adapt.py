@@ -20,6 +20,11 @@ chosen differently:
   labelled trials free rows overfit and depend on their random start; mixtures were better
   and steadier (BENCHMARKS.md, "Adaptation"), so they are the default. The saved model is
   ordinary either way: the mixtures are written into the table.
+* **What else it learns from.** With ``align > 0`` the unit-id stage adds a term on windows
+  of the new sessions' whole train split, labelled or not: the behaviour the model decodes
+  there during movement should be distributed like the behaviour of the sessions it was
+  trained on (:mod:`popdecode.adapt.alignment`). Ten trials often miss some reach
+  directions; the unlabelled reaches hold them.
 * **How long.** Budgets are optimisation *steps* per stage, turned into whole epochs over the
   labelled windows (``epochs = ceil(steps / steps_per_epoch)``): five labelled trials are one
   batch per epoch, all trials of a session ten or more, and a step costs the same either way,
@@ -49,6 +54,7 @@ from typing import Sequence
 
 import torch
 
+from popdecode.adapt.alignment import AlignmentLoss, behaviour_prior, prior_sessions
 from popdecode.adapt.labelled import UNLABELLED, LabelledSession
 from popdecode.adapt.new_rows import add_rows, adapted_meta, check_new_sessions, labelled_normalization, new_session_readouts
 from popdecode.data.intervals import Intervals
@@ -91,6 +97,10 @@ class AdaptConfig:
     reuse_session: bool = False  # allow sessions already in the vocabulary
     scratch_steps: int = 400  # from-scratch comparison: steps and learning rate
     scratch_lr: float = 3e-3  # best of 1e-3, 3e-3, 1e-2 on valid (BENCHMARKS.md)
+    # Weight of the alignment term on unlabelled windows of the new sessions (0: off); see
+    # popdecode.adapt.alignment. Applies to the unit-id stage.
+    align: float = 0.0
+    prior_data: list[str] | None = None  # stores whose behaviour is the prior (default: the training stores)
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
@@ -109,6 +119,8 @@ class AdaptConfig:
                             ("--evals", self.evals)):
             if value < 1:
                 raise UserError(f"{flag} must be at least 1 (got {value})")
+        if not self.align >= 0:
+            raise UserError(f"--align must be 0 (off) or positive (got {self.align})")
         for flag, value in (("--lr", self.lr), ("--finetune-lr", self.finetune_lr), ("--scratch-lr", self.scratch_lr)):
             if not value > 0:
                 raise UserError(f"{flag} must be positive (got {value})")
@@ -147,14 +159,16 @@ def labelled_windows(views: Sequence[LabelledSession], window_length: float) -> 
     return TrainWindowSampler(intervals=[v.split("train") for v in views], window_length=window_length).total_windows
 
 
-def _fit_stage(model, views, tcfg: TrainConfig, out_dir: Path, *, meta: dict, trainable=None, row_masks=None):
+def _fit_stage(model, views, tcfg: TrainConfig, out_dir: Path, *, meta: dict, trainable=None, row_masks=None,
+               extra_loss=None):
     """``fit`` one stage into ``out_dir``; returns (best model, its meta, summary).
 
     The stage's resumable checkpoint is dropped afterwards: an adaptation is minutes long and
     restarts from the pretrained run, and the checkpoint would triple the run's size.
     """
     tick = time.perf_counter()
-    summary = fit(model, views, tcfg, out_dir, meta=meta, trainable=trainable, row_masks=row_masks)
+    summary = fit(model, views, tcfg, out_dir, meta=meta, trainable=trainable, row_masks=row_masks,
+                  extra_loss=extra_loss)
     seconds = time.perf_counter() - tick
     shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
     best, best_meta = load_model(out_dir)
@@ -186,12 +200,14 @@ def adapt(
     # (the quickstart pretrains in the same process).
     torch.manual_seed(cfg.seed)
     masks = add_rows(model, sessions)
+    alignment = _alignment(model, meta, sessions, cfg) if cfg.align > 0 else None
     meta = adapted_meta(meta, sessions, readouts, pieces)
     meta["adaptation"] = {
         "mode": cfg.mode,
         "sessions": [s.id for s in sessions],
         "labelled_trials": {s.id: len(pieces[s.id]) for s in sessions},
         "labelled_seconds": {s.id: round(pieces[s.id].duration, 3) for s in sessions},
+        "align": cfg.align,
     }
     views = [LabelledSession(s, pieces[s.id], window_length=window_length, no_valid=cfg.no_valid) for s in sessions]
     windows = labelled_windows(views, window_length)
@@ -211,11 +227,30 @@ def adapt(
         else:
             trainable, row_masks = list(model.parameters()), None
         model, final_meta, stage_info = _fit_stage(model, views, tcfg, work_dir / name, meta=meta,
-                                                   trainable=trainable, row_masks=row_masks)
+                                                   trainable=trainable, row_masks=row_masks,
+                                                   extra_loss=alignment if name == "unit-id" else None)
         info["stages"][name] = stage_info
         total += stage_info["seconds"]
     info["seconds"] = round(total, 2)
     return model, final_meta, info
+
+
+def _alignment(model, meta: dict, sessions: Sequence, cfg: AdaptConfig) -> AlignmentLoss:
+    """The alignment term of the unit-id stage: priors from the model's training sessions (or
+    ``cfg.prior_data``), windows from the new sessions' whole train splits."""
+    norm = setup.normalization_from_meta(meta)
+    readouts = [r for r in model.readout_names if r in norm and any(r in s.series for s in sessions)]
+    if not readouts:
+        raise UserError("--align: the model has no target normalisation for the new sessions' readouts; "
+                        "adapt without --align")
+    prior_from = prior_sessions(meta, cfg.prior_data)
+    priors = {r: behaviour_prior(prior_from, r, norm[r], loss_weights=DEFAULT_LOSS_WEIGHTS, seed=cfg.seed)
+              for r in readouts}
+    tokenizer = setup.make_tokenizer(model, sessions, meta, train=True, unit_dropout=cfg.unit_dropout,
+                                     loss_weights=DEFAULT_LOSS_WEIGHTS,
+                                     window_length=float(model.config.window_length))
+    return AlignmentLoss(sessions=sessions, tokenizer=tokenizer, priors=priors, weight=cfg.align,
+                         batch_size=cfg.batch_size, seed=cfg.seed)
 
 
 def train_scratch(reference_model, session, piece: Intervals, cfg: AdaptConfig, out_dir: str | Path):

@@ -16,6 +16,10 @@ a train interval at least one window (1 s) long, in time order (short trials get
 window around them; samples outside the labelled trials are input only, never targets).
 A value with an "s" (60s) labels the first that many seconds of the train split instead: the
 measure for sessions without trials (e.g. a rat on a track), where trial counts are refused.
+--align W adds an unsupervised term to unit identification: on the new session's unlabelled
+train windows, the behaviour decoded during movement is pulled toward the distribution of the
+behaviour in the model's training sessions (for a task shared with pretraining; the prior
+comes from the stores the model was trained on, or --prior-data).
 Budgets are optimisation steps per stage, rounded up to whole epochs over the labelled
 windows. Model selection uses the new sessions' valid split (--no-valid: keep the last
 epoch); the score is always the test split. With several --labelled-trials values each one is run from
@@ -75,6 +79,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None,
                    help="unit-id stage: peak learning rate (default "
                         + ", ".join(f"{v:g} for {k} rows" for k, v in DEFAULT_UNIT_ID_LR.items()) + ")")
+    p.add_argument("--align", type=float, default=d.align, metavar="W",
+                   help="unit-id stage: add W x the distance between the behaviour decoded on the new sessions' "
+                        "unlabelled train windows during movement and the behaviour of the model's training "
+                        f"sessions (sliced Wasserstein; for tasks shared with pretraining) (default {d.align:g}: off)")
+    p.add_argument("--prior-data", nargs="+", default=None, metavar="STORE",
+                   help="with --align: stores whose sessions give the behaviour prior (default: the stores the "
+                        "model was trained from, as its metadata records them)")
     p.add_argument("--finetune-steps", type=int, default=d.finetune_steps,
                    help=f"finetune stage: optimisation steps (default {d.finetune_steps})")
     p.add_argument("--finetune-lr", type=float, default=d.finetune_lr,
@@ -104,7 +115,7 @@ def config_from_args(args: argparse.Namespace) -> AdaptConfig:
         finetune_lr=args.finetune_lr, batch_size=args.batch_size, optimizer=args.optimizer,
         unit_dropout=not args.no_unit_dropout, evals=args.evals, no_valid=args.no_valid,
         reuse_session=args.reuse_session, scratch_steps=args.scratch_steps, scratch_lr=args.scratch_lr,
-        seed=args.seed, device=args.device, precision=args.precision, num_workers=args.num_workers,
+        align=args.align, prior_data=args.prior_data, seed=args.seed, device=args.device, precision=args.precision, num_workers=args.num_workers,
         threads=args.threads,
     )
 

@@ -159,7 +159,7 @@ class Tokenizer:
             mean, std = self.normalization[name]
             normed = (values.astype(np.float32) - mean) / std
             normed[~finite] = 0.0
-            weights = self._loss_weights(intervals, absolute)
+            weights = loss_weights_at(intervals, absolute, self.config.loss_weights)
             weights[~finite] = 0.0
             in_eval = eval_set.contains(absolute) if eval_set is not None else np.ones(m, dtype=bool)
             targets[name] = ReadoutTargets(
@@ -184,18 +184,20 @@ class Tokenizer:
             targets=targets,
         )
 
-    def _loss_weights(self, intervals: dict, absolute: np.ndarray) -> np.ndarray:
-        """Per-sample weights from the movement phases; zero-weight sets (outliers) win."""
-        weights = np.ones(len(absolute), dtype=np.float32)
-        excluded = np.zeros(len(absolute), dtype=bool)
-        for set_name, w in self.config.loss_weights.items():
-            phase = intervals.get(set_name)
-            if phase is None or len(phase) == 0:
-                continue
-            inside = phase.contains(absolute)
-            if w == 0:
-                excluded |= inside
-            else:
-                weights[inside] = w
-        weights[excluded] = 0.0
-        return weights
+
+def loss_weights_at(intervals: dict, times: np.ndarray, loss_weights: dict[str, float]) -> np.ndarray:
+    """Per-sample loss weights at absolute ``times`` from the interval sets (movement phases):
+    1 outside every weighted set; zero-weight sets (outliers) win over the others."""
+    weights = np.ones(len(times), dtype=np.float32)
+    excluded = np.zeros(len(times), dtype=bool)
+    for set_name, w in loss_weights.items():
+        phase = intervals.get(set_name)
+        if phase is None or len(phase) == 0:
+            continue
+        inside = phase.contains(times)
+        if w == 0:
+            excluded |= inside
+        else:
+            weights[inside] = w
+    weights[excluded] = 0.0
+    return weights

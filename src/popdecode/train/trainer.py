@@ -170,6 +170,7 @@ def fit(
     meta: dict,
     trainable: Iterable[torch.nn.Parameter] | None = None,
     row_masks: dict[str, torch.Tensor | np.ndarray] | None = None,
+    extra_loss=None,
     resume: bool = False,
 ) -> dict:
     """Train ``model`` on ``sessions``; keep the best model (by valid R^2) in ``out_dir``.
@@ -187,6 +188,9 @@ def fit(
         row_masks: parameter name -> boolean [rows] of the rows allowed to change; the
             gradient of every other row is zeroed, and the sparse-rows rule of the
             optimiser leaves those rows untouched.
+        extra_loss: ``extra_loss(model, device) -> scalar tensor`` added to every step's loss
+            (adaptation's alignment term, :mod:`popdecode.adapt.alignment`); the logged loss
+            includes it.
         resume: continue from ``out_dir/checkpoint`` exactly where it stopped.
 
     Returns a summary dict: best_valid_r2, best_epoch, valid_r2 (per session, best epoch),
@@ -305,6 +309,9 @@ def fit(
                 with autocast(device, config.precision):
                     preds = model(batch)
                 loss = weighted_mse(preds, batch)
+                if extra_loss is not None:
+                    with autocast(device, config.precision):
+                        loss = loss + extra_loss(model, device)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 for name, rows in masks.items():
