@@ -28,9 +28,9 @@ output exists (so the experiment can be run in pieces with ``--steps``):
 5. *curve*: ``popdecode adapt PRETRAIN --sessions S --mode unit-id --labelled-trials
    5,10,20,50,all`` with a from-scratch model on the same trials at each point (new rows
    drawn at random, the paper's recipe), and the same curve with ``--new-rows mixture``
-   (without scratch models: they would be the same ones);
-   and once more with mixture rows and ``--align 1`` ("aligned": the alignment of decoded
-   behaviour on the session's unlabelled train windows to the pretraining sessions');
+   (without scratch models: they would be the same ones), and once more with mixture rows and
+   ``--align 1`` ("aligned": decoded behaviour on the session's unlabelled train windows
+   aligned to the pretraining sessions' behaviour);
 6. *finetune*: ``--mode unit-id+finetune`` at 10 labelled trials;
 7. *seeds*: the 10-trial point again with ``--seed`` 1 and 2 (``--goal-seeds``), for each kind
    of new rows: with ten trials the result depends on the seed (new rows, window order,
