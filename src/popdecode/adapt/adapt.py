@@ -200,7 +200,7 @@ def adapt(
     # (the quickstart pretrains in the same process).
     torch.manual_seed(cfg.seed)
     masks = add_rows(model, sessions)
-    alignment = _alignment(model, meta, sessions, cfg) if cfg.align > 0 else None
+    alignment = _alignment(model, meta, sessions, readouts, cfg) if cfg.align > 0 else None
     meta = adapted_meta(meta, sessions, readouts, pieces)
     meta["adaptation"] = {
         "mode": cfg.mode,
@@ -235,17 +235,19 @@ def adapt(
     return model, final_meta, info
 
 
-def _alignment(model, meta: dict, sessions: Sequence, cfg: AdaptConfig) -> AlignmentLoss:
+def _alignment(model, meta: dict, sessions: Sequence, readouts: dict[str, list[str]],
+               cfg: AdaptConfig) -> AlignmentLoss:
     """The alignment term of the unit-id stage: priors from the model's training sessions (or
-    ``cfg.prior_data``), windows from the new sessions' whole train splits."""
+    ``cfg.prior_data``) for the readouts the new sessions supervise (``readouts``, session id ->
+    names, from :func:`check_new_sessions`), windows from the new sessions' whole train splits."""
     norm = setup.normalization_from_meta(meta)
-    readouts = [r for r in model.readout_names if r in norm and any(r in s.series for s in sessions)]
-    if not readouts:
+    aligned = [r for r in dict.fromkeys(r for names in readouts.values() for r in names) if r in norm]
+    if not aligned:
         raise UserError("--align: the model has no target normalisation for the new sessions' readouts; "
                         "adapt without --align")
     prior_from = prior_sessions(meta, cfg.prior_data)
     priors = {r: behaviour_prior(prior_from, r, norm[r], loss_weights=DEFAULT_LOSS_WEIGHTS, seed=cfg.seed)
-              for r in readouts}
+              for r in aligned}
     tokenizer = setup.make_tokenizer(model, sessions, meta, train=True, unit_dropout=cfg.unit_dropout,
                                      loss_weights=DEFAULT_LOSS_WEIGHTS,
                                      window_length=float(model.config.window_length))

@@ -42,7 +42,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from popdecode.adapt.labelled import usable_train
 from popdecode.errors import UserError
 from popdecode.tokenize.collate import collate
 from popdecode.tokenize.dataset import WindowDataset
@@ -115,7 +114,7 @@ class AlignmentLoss:
     """``weight x`` the sliced Wasserstein distance between decoded movement and the prior.
 
     Args (keyword-only):
-        sessions: the new sessions (their whole usable train split supplies the windows).
+        sessions: the new sessions (their whole train split supplies the windows).
         tokenizer: the training tokenizer (unit dropout, loss weights) for those sessions.
         priors: readout -> prior samples from :func:`behaviour_prior`.
         weight: the loss weight W (``--align W``).
@@ -128,7 +127,8 @@ class AlignmentLoss:
     def __init__(self, *, sessions: Sequence, tokenizer, priors: dict[str, torch.Tensor], weight: float,
                  min_weight: float = 1.0, batch_size: int = 16, seed: int = 0):
         window_length = float(tokenizer.config.window_length)
-        sampler = TrainWindowSampler(intervals=[usable_train(s, window_length) for s in sessions],
+        # The sampler skips train intervals shorter than a window, as in training.
+        sampler = TrainWindowSampler(intervals=[s.split("train") for s in sessions],
                                      window_length=window_length, seed=seed)
         if sampler.total_windows == 0:
             raise UserError("--align: the new sessions have no train interval long enough for one window")
@@ -159,8 +159,8 @@ class AlignmentLoss:
                 continue
             term = sliced_wasserstein(predictions[name][moving].float(), prior, generator=self.generator)
             total = term if total is None else total + term
-        if total is None:  # no movement in these windows: nothing to align
-            return sum(p.sum() * 0.0 for p in predictions.values())
+        if total is None:  # no movement in these windows: nothing to align (the trainer adds
+            return torch.zeros((), device=device)  # this to the supervised loss, which has a graph)
         self.last = float(total.detach())
         return self.weight * total
 
