@@ -85,3 +85,48 @@ def test_same_predictions_as_torch_brain(preset, lengths, out_lengths):
     assert got.shape == expected.shape == (sum(out_lengths), 2)
     assert expected.abs().max() > 0.05  # the comparison is not between near-zero outputs
     assert (got - expected).abs().max().item() <= 1e-5
+
+
+def test_same_gradients_as_torch_brain():
+    """Training mode, dropout off: every parameter's gradient equals theirs (their gradients
+    renamed by the same converter as their weights). Covers the backward of the folded
+    rotations, of the encoder's per-(unit, type) key/value tables and of the written-out
+    attention (our attention dropout set to a value that rounds to nothing)."""
+    n_units, sessions = 30, [0, 1, 0]
+    unit_names = [f"s{s}/u{i}" for s in range(2) for i in range(n_units)]
+    ref, hp = _reference("poyo-1.3M", unit_names, ["s0", "s1"])
+    for m in ref.modules():  # dropout off everywhere in theirs
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if isinstance(getattr(m, "dropout", None), float):
+            m.dropout = 0.0
+    ours = from_torch_brain(dict(ref.state_dict()), {**hp, "ffn_dropout": 0.0, "lin_dropout": 0.0, "atn_dropout": 0.0})
+    for m in ours.modules():
+        if isinstance(getattr(m, "dropout", None), float):
+            m.dropout = 1e-9  # the written-out training attention, nothing dropped
+    ref.train(), ours.train()
+
+    rng = np.random.default_rng(2)
+    units, types, times, mask, otimes, omask = _windows(rng, n_units, [300, 170, 240], [40, 25, 33], sessions)
+    weights = torch.randn(98, 2, generator=torch.Generator().manual_seed(3))
+    b = len(sessions)
+    expected = torch.cat(ref(
+        input_unit_index=units, input_timestamps=times, input_token_type=types, input_mask=mask,
+        latent_index=ours.latent_rows[None].expand(b, -1), latent_timestamps=ours.latent_times.double()[None].expand(b, -1),
+        session_index=torch.tensor(sessions) + 1, output_timestamps=otimes, output_mask=omask, unpack_output=True,
+    ))
+    (expected * weights).sum().backward()
+    got = ours.forward_padded(
+        input_units=units, input_types=types, input_times=times.float(), input_mask=mask,
+        session_index=torch.tensor(sessions) + 1, output_times=otimes.float(), output_mask=omask,
+    )["hand_vel"]
+    (got * weights).sum().backward()
+
+    params = dict(ref.named_parameters())
+    grads = {k: (params[k].grad if k in params and params[k].grad is not None else torch.zeros_like(v) if k in params else v)
+             for k, v in ref.state_dict().items()}
+    theirs = from_torch_brain(grads, hp).state_dict()
+    for name, p in ours.named_parameters():
+        scale = theirs[name].abs().max().item()
+        assert scale > 0, name
+        assert (p.grad - theirs[name]).abs().max().item() <= 1e-4 * scale + 1e-7, name

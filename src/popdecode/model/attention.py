@@ -39,21 +39,15 @@ from popdecode.model.rotary import rotate
 Rot = torch.Tensor  # unit complex phases exp(i w t), complex64, [..., F]
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: float,
-           mask: torch.Tensor | None = None) -> torch.Tensor:
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: float) -> torch.Tensor:
     """softmax(q k^T) v over the last two axes; q pre-scaled. [..., Lq, Dh] x [..., Lk, Dh].
-    ``mask`` (bool, broadcasting to [..., Lq, Lk]) marks the keys that take part.
 
     With dropout the kept probabilities are NOT rescaled here: the caller folds the
     1 / keep factor (:func:`out_scale`) into its output projection, a much smaller tensor.
     """
     if dropout_p == 0.0:
-        if mask is not None and q.shape[:-2] != k.shape[:-2]:
-            q = q.expand(*k.shape[:-2], *q.shape[-2:])
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+        return F.scaled_dot_product_attention(q, k, v, scale=1.0)
     scores = q @ k.transpose(-1, -2)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     probs = probs * keep_mask(tuple(probs.shape), dropout_p, probs.device, probs.dtype)
     return probs @ v
@@ -158,83 +152,56 @@ class _CrossAttention(nn.Module):
 
 class RotaryEncoderAttention(_CrossAttention):
     """Encoder: the latents (the same vectors in every window) attend to each window's spike
-    tokens (packed), rotate value on. The queries are computed once for all windows; keys and
-    values are projected and rotated on the packed tokens. Attention runs on groups of
-    ``group_size`` windows of similar length (sorted by length, padded to the longest of
-    their group and masked): little work on padding, and a few large operations rather than
-    many small ones (``group_size = 1``: window by window, no padding at all)."""
+    tokens, rotate value on. The queries are computed once for all windows.
 
-    group_size = 8
+    A token is ``unit_vocab[u] + token_type_emb[type]``, so its key and value before rotation
+    depend on (u, type) alone: the layer normalises and projects only the batch's *distinct*
+    token vectors (``context``, ~1k rows against ~35k tokens in a batch of 32 windows) and
+    gathers each token's key and value from those tables, already in the per-head layout
+    attention reads, then rotates them by the token's time.
 
-    def forward(self, latents: torch.Tensor, latent_rot: Rot, step_rot: Rot, tokens: torch.Tensor,
-                token_rot: Rot, lengths: list[int]) -> torch.Tensor:
+    Attention runs window by window on the packed tokens: no padding and no mask. (Groups of
+    similar-length windows padded to a common length were 10-13 % slower per training step
+    on CPU, BENCHMARKS.md.)
+    """
+
+    def forward(self, latents: torch.Tensor, latent_rot: Rot, step_rot: Rot, context: torch.Tensor,
+                token_context: torch.Tensor, token_rot: Rot, lengths: list[int]) -> torch.Tensor:
         """latents [P, dim] (the learned vectors, repeated at each of the T time points);
-        latent_rot [T * P, F]; step_rot [T, F] (phases); tokens [N, dim] packed with per-window
-        ``lengths``; token_rot [N, F]. Returns [T, B, P, dim]."""
+        latent_rot [T * P, F]; step_rot [T, F] (phases); context [U, dim], the distinct token
+        vectors; token_context int64 [N], each packed token's row of ``context``, with
+        per-window ``lengths``; token_rot [N, F]. Returns [T, B, P, dim]."""
         h, dh, t = self.heads, self.dim_head, step_rot.shape[0]
         n_lat = t * latents.shape[0]
 
         def queries():
             x = latents.repeat(t, 1)  # [T * P, dim], time point-major
             q = self.to_q(self.norm(x)).view(n_lat, h, dh) * dh**-0.5
-            return rotate(q, latent_rot[:, None, :]).transpose(0, 1)  # [H, L, Dh]
+            return rotate(q, latent_rot[:, None, :]).transpose(0, 1)[None]  # [1, H, L, Dh]
 
         sources = (latents, self.to_q.weight, self.norm.weight, self.norm.bias, latent_rot)
         q = _folded(self, "q", sources, (), queries)  # the latents' queries are a function of weights only
-        # k and v as two projections, rotated in place (nothing else reads them): no copies
-        # of the packed tokens beyond the per-head layout attention needs.
-        ctx = self.norm_context(tokens)
+        ctx = self.norm_context(context)
         wk, wv = self.to_kv.weight.view(2, h * dh, -1).unbind(0)
-        phases = token_rot[:, None, :]
-        k = rotate(F.linear(ctx, wk).view(-1, h, dh), phases, inplace=True)
-        v = F.linear(ctx, wv).view(-1, h, dh)
+        phases = token_rot[None]
+        # [H, U, Dh] tables -> [H, N, Dh] per token; the gathered tensors are fresh, so the
+        # rotation by each token's time runs in place.
+        k_table, v_table = (F.linear(ctx, w).view(-1, h, dh).transpose(0, 1).contiguous() for w in (wk, wv))
+        k = rotate(k_table.index_select(1, token_context), phases, inplace=True)
+        v = v_table.index_select(1, token_context)
         if self.rotate_value:
             v = rotate(v, phases, inplace=True)
-        k, v = k.transpose(0, 1).contiguous(), v.transpose(0, 1).contiguous()  # [H, N, Dh]
         p_drop = self.dropout if self.training else 0.0
-        if self.group_size <= 1 or len(lengths) == 1:
-            # 4-D operands: PyTorch's fused CPU attention takes only [batch, heads, L, Dh]; 3-D
-            # ones fall back to the unfused math path (3x slower for one window's ~1k keys).
-            out = torch.cat([
-                attend(q[None], kw[None], vw[None], dropout_p=p_drop)
-                for kw, vw in zip(k.split(lengths, dim=1), v.split(lengths, dim=1))
-            ])  # [B, H, L, Dh]
-        else:
-            out = self._grouped(q, k, v, lengths, p_drop)
+        # 4-D operands: PyTorch's fused CPU attention takes only [batch, heads, L, Dh]; 3-D
+        # ones fall back to the unfused math path (3x slower for one window's ~1k keys).
+        out = torch.cat([
+            attend(q, kw[None], vw[None], dropout_p=p_drop)
+            for kw, vw in zip(k.split(lengths, dim=1), v.split(lengths, dim=1))
+        ])  # [B, H, L, Dh]
         wo = _folded(self, "out", (self.to_out.weight, step_rot), (p_drop,), lambda: _out_per_time(
             self.to_out, h, dh, step_rot if self.rotate_value else None, t, out_scale(p_drop)))
         y = torch.baddbmm(self.to_out.bias, _windows_to_grid(out, t, n_lat // t), wo)
         return y.view(t, len(lengths), n_lat // t, -1)
-
-    def _grouped(self, q, k, v, lengths: list[int], p_drop: float) -> torch.Tensor:
-        """Attention over groups of similar-length windows; q [H, L, Dh], k/v [H, N, Dh] packed."""
-        h, dh = self.heads, self.dim_head
-        starts = [0]
-        for n in lengths[:-1]:
-            starts.append(starts[-1] + n)
-        order = sorted(range(len(lengths)), key=lengths.__getitem__)
-        groups = [order[i : i + self.group_size] for i in range(0, len(order), self.group_size)]
-        # One gather for all groups: row j of group g reads token start + j (or, past the
-        # window's end, its first token, masked out below).
-        index, masks, sizes = [], [], []
-        for g in groups:
-            n = torch.tensor([lengths[w] for w in g])
-            s = torch.tensor([starts[w] for w in g])
-            pos = torch.arange(int(n.max()))
-            valid = pos[None, :] < n[:, None]  # [G, Lg]
-            index.append(torch.where(valid, s[:, None] + pos[None, :], s[:, None]).reshape(-1))
-            masks.append(valid.to(k.device))
-            sizes.append(valid.numel())
-        index = torch.cat(index).to(k.device)
-        outs = []
-        for valid, kg, vg in zip(masks, k.index_select(1, index).split(sizes, 1), v.index_select(1, index).split(sizes, 1)):
-            g, lg = valid.shape
-            kg = kg.view(h, g, lg, dh).transpose(0, 1)  # [G, H, Lg, Dh]
-            vg = vg.view(h, g, lg, dh).transpose(0, 1)
-            outs.append(attend(q, kg, vg, dropout_p=p_drop, mask=valid[:, None, None, :]))
-        inverse = torch.empty(len(order), dtype=torch.int64)
-        inverse[torch.tensor(order)] = torch.arange(len(order))
-        return torch.cat(outs).index_select(0, inverse.to(k.device))  # [B, H, L, Dh], window order
 
 
 class RotaryDecoderAttention(_CrossAttention):

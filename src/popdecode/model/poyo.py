@@ -167,13 +167,16 @@ class POYO(nn.Module):
         """Steps 1-3: packed spike tokens -> the latent grid [T, B, P, dim] (time point, window,
         latent within the time point; see :mod:`popdecode.model.attention`)."""
         c = self.config
-        tokens = self.unit_vocab(input_units) + self.token_type_emb(input_types)  # [N, dim]
+        # A token's vector depends on (unit, type) only: embed each distinct pair once.
+        n_types = self.token_type_emb.num_embeddings
+        pairs, token_context = torch.unique(input_units * n_types + input_types, return_inverse=True)
+        context = self.unit_vocab(pairs // n_types) + self.token_type_emb(pairs % n_types)  # [U, dim]
         token_rot = rotary_phases(input_times, self.omega)  # [N, F]
         step_rot = self.step_phases  # [T, F], shared by every window and layer
         t, p = c.num_latent_steps, c.num_latents_per_step
         latents = self.latent_emb.weight  # [P, dim], the same vectors at every time point and window
         latents = latents.view(1, 1, p, c.dim) + self.enc_atn(
-            latents, self.latent_phases, step_rot, tokens, token_rot, input_lengths.tolist(),
+            latents, self.latent_phases, step_rot, context, token_context, token_rot, input_lengths.tolist(),
         )  # -> [T, B, P, dim]
         latents = latents + self.enc_ffn(latents)
         if self._train_processor is not None and self.training and torch.is_grad_enabled():
