@@ -10,8 +10,11 @@ tokens (~1.1k tokens, 100 queries), eager ("popdecode") and after
 ``model.compile_for_inference()`` ("popdecode compiled", TorchInductor; the compile time is
 printed), and torch-brain's padded forward on the same window. Times are wall-clock per call
 under ``torch.inference_mode``; process CPU time per call is printed too, because on a shared
-machine it is far less sensitive to other people's load. The contestants alternate window
-by window.
+machine it is far less sensitive to other people's load. The contestants take turns in
+blocks of ``--block`` consecutive windows (default 10; every window is timed and counted):
+a streaming decoder runs window after window in its own process, so its weights stay in
+the CPU's caches, and a block keeps them there, while turns of a single window (``--block
+1``) make each contestant's weights evict the others' before every call.
 
 Batch 256: popdecode's packed forward pass on 256 windows at once (eager), the compiled
 ``decode_window`` run on the same 256 windows one after another, and torch-brain's padded
@@ -46,6 +49,8 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="poyo-1.3M")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--windows", type=int, default=300, help="batch-1 windows timed (default: %(default)s)")
+    p.add_argument("--block", type=int, default=10,
+                   help="batch-1 windows each contestant decodes in a row before the next one's turn (default: %(default)s)")
     p.add_argument("--batch", type=int, default=256, help="large batch size (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="large-batch repetitions (default: %(default)s)")
     p.add_argument("--no-reference", action="store_true")
@@ -84,15 +89,17 @@ def main(argv=None) -> int:
         contestants["torch-brain"] = lambda b, x: ref_one(x)
     res = {name: ([], []) for name in contestants}
     warm = 10
-    for i, w in enumerate(progress(windows, desc="batch 1", leave=False)):
-        b, _ = pb.pack([w])
-        x = pb.pad_reference([w], ours)[0] if theirs is not None else None
+    inputs = [(pb.pack([w])[0], pb.pad_reference([w], ours)[0] if theirs is not None else None) for w in windows]
+    blocks = [range(i, min(i + args.block, len(inputs))) for i in range(0, len(inputs), max(1, args.block))]
+    for block in progress(blocks, desc="batch 1", leave=False):
         for name, fn in contestants.items():
-            wall, cpu = measure(lambda: fn(b, x))
-            if i >= warm:
-                res[name][0].append(wall); res[name][1].append(cpu)
+            for i in block:
+                wall, cpu = measure(lambda: fn(*inputs[i]))
+                if i >= warm:
+                    res[name][0].append(wall); res[name][1].append(cpu)
 
-    print(f"batch 1, {len(windows) - warm} windows of ~1.1k tokens / 100 queries, {args.threads} threads:")
+    print(f"batch 1, {len(windows) - warm} windows of ~1.1k tokens / 100 queries, {args.threads} threads, "
+          f"turns of {args.block} window(s):")
     print("| model | median ms | p99 ms | median CPU ms |")
     print("|---|---|---|---|")
     for name, (wall, cpu) in res.items():

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import torch
 
-from popdecode.model.rotary import rotary_frequencies, rotary_phases, rotate
+from popdecode.model.rotary import rotary_cos_sin_reduced, rotary_frequencies, rotary_phases, rotate
 
 
 def _reference_rotate(x, t, omega):
@@ -86,3 +86,15 @@ def test_rotation_on_halves_equals_the_complex_rotation_in_permuted_order():
     torch.testing.assert_close(turned, expected, atol=1e-6, rtol=0)
     back = rotate_halves(turned, cos[:, None], -sin[:, None])  # turning by -t undoes it
     torch.testing.assert_close(back, x[..., order], atol=1e-6, rtol=0)
+
+
+def test_reduced_cos_sin_of_the_compiled_path_agree_with_float64_ones():
+    """Angles reduced to one turn in float64, cos/sin in float32: within float32 rounding of
+    numpy's float64 cos/sin, across a window's times and beyond (angles up to ~3e5 rad)."""
+    omega = rotary_frequencies(num_frequencies=16, t_min=1e-4, t_max=2.0627)
+    t = torch.cat([torch.rand(2000), torch.tensor([0.0, 0.9999999403953552, 5.0])])
+    cos, sin = rotary_cos_sin_reduced(t, omega)
+    angles = t.double().numpy()[:, None] * omega.double().numpy()
+    assert cos.dtype == sin.dtype == torch.float32
+    assert np.abs(cos.numpy() - np.cos(angles)).max() < 5e-7
+    assert np.abs(sin.numpy() - np.sin(angles)).max() < 5e-7

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from popdecode.model import streaming
-from popdecode.model.rotary import rotary_cos_sin, rotary_phases
+from popdecode.model.rotary import rotary_phases
 
 from model_helpers import random_batch, tiny_model, window
 
@@ -48,17 +48,21 @@ def test_both_rotation_layouts_compute_the_same_function(halves, table, monkeypa
         monkeypatch.setattr(streaming, "_MAX_KV_TABLE", 0)
     model = tiny_model()
     batch = random_batch(model, LENGTHS, OUT_LENGTHS, seed=2)
-    rot = rotary_cos_sin if halves else rotary_phases
     head = model.readouts["hand_vel"]
+    heads = (model.config.cross_heads, model.config.self_heads, model.config.dim_head)
     with torch.no_grad():
         weights = streaming.fold(model, halves=halves)
         assert ("enc.kv_table" in weights) == table
         for b in range(len(LENGTHS)):
             w = window(batch, b)
-            got = streaming.window_forward(
-                weights, w.input_units, w.input_types, rot(w.input_times, model.omega), w.session_index,
-                rot(w.output_times, model.omega), head.weight, head.bias,
-                heads=(model.config.cross_heads, model.config.self_heads, model.config.dim_head), halves=halves)
+            if halves:  # what the compiled path runs (times in, cos/sin inside)
+                got = streaming.compiled_window_forward(
+                    weights, w.input_units, w.input_types, w.input_times, w.session_index, w.output_times,
+                    head.weight, head.bias, heads=heads)
+            else:
+                got = streaming.window_forward(
+                    weights, w.input_units, w.input_types, rotary_phases(w.input_times, model.omega), w.session_index,
+                    rotary_phases(w.output_times, model.omega), head.weight, head.bias, heads=heads, halves=False)
             torch.testing.assert_close(got, _reference(model, w, "hand_vel"), atol=1e-5, rtol=0)
 
 

@@ -122,6 +122,15 @@ def rotary_cos_sin(times: torch.Tensor, omega: torch.Tensor) -> tuple[torch.Tens
         return angles.cos().float(), angles.sin().float()
 
 
+def rotary_cos_sin_reduced(times: torch.Tensor, omega: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rotary_cos_sin` for compiled code: the float64 angles are reduced to one turn
+    (|angle| <= pi) before cos and sin are taken in float32. Within 2.4e-7 of it; TorchInductor
+    vectorises this, while its float64 cos and sin are scalar loops."""
+    angles = times.to(torch.float64)[..., None] * omega.to(torch.float64)
+    angles = (angles - torch.round(angles * (0.5 / math.pi)) * (2 * math.pi)).float()
+    return angles.cos(), angles.sin()
+
+
 def halves_permutation(dim_head: int) -> torch.Tensor:
     """Feature order of a head with its rotary pairs split into halves: (x0, x2, ..., x_{2F-2},
     x1, x3, ..., x_{2F-1}, then the unrotated rest). Applying it to the output features of
