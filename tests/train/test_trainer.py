@@ -54,7 +54,8 @@ def test_training_learns_and_writes_the_run(sessions, tmp_path):
     with open(run / "train_log.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["epoch", "step", "loss", "lr", "valid_r2", "valid_r2/easy-0", "valid_r2/easy-1",
-                             "windows_per_s", "elapsed_s"]
+                             "windows_per_s", "data_share", "elapsed_s"]
+    assert all(0.0 < float(r["data_share"]) < 1.0 for r in rows)  # waiting for batches: some, not all
     assert [float(r["loss"]) for r in rows] == pytest.approx([r["loss"] for r in log])
 
     # The saved model is the best epoch's, with what evaluation needs in its meta.

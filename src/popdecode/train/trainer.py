@@ -18,8 +18,9 @@ The loop, read top-down:
    overlapping windows and stitching; the model with the best mean is saved as the run's
    ``model.safetensors`` / ``model.json``.
 5. **Bookkeeping.** A resumable checkpoint (``RUN/checkpoint/``) after every epoch (and
-   every ``checkpoint_every_steps``), a CSV log (``RUN/train_log.csv``), a progress bar,
-   optional TensorBoard. A time budget stops the run cleanly after the step in flight.
+   every ``checkpoint_every_steps``), a CSV log (``RUN/train_log.csv``: loss, valid R^2,
+   windows per second, and ``data_share``, the part of the training time spent waiting for
+   batches), a progress bar, optional TensorBoard. A time budget stops the run cleanly after the step in flight.
 
 Adaptation is ``fit`` with ``trainable=[...]`` (everything else gets no gradient and stays
 bit-for-bit frozen) and ``row_masks={"unit_vocab.weight": rows_that_may_change, ...}``:
@@ -255,7 +256,7 @@ def fit(
     write_json(out_dir / CONFIG_FILE, config.to_dict())
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": None, "best_epoch": None,
              "best_valid": {}, "elapsed_s": 0.0, "log": [],
-             "epoch_loss_sum": 0.0, "epoch_windows": 0, "epoch_train_s": 0.0}
+             "epoch_loss_sum": 0.0, "epoch_windows": 0, "epoch_train_s": 0.0, "epoch_data_s": 0.0}
     if resume:
         state.update(load_checkpoint(out_dir, model=model, optimizer=optimizer))
     else:
@@ -302,10 +303,13 @@ def fit(
             model.train()
             tick = time.perf_counter()
             for batch in loader:
+                batch = batch.to(device)
+                # Waiting for the loader (sampling, tokenising, collating, or the workers
+                # falling behind) and the copy to the device: the data pipeline's share.
+                state["epoch_data_s"] += time.perf_counter() - tick
                 lr = lr_at(state["global_step"], total_steps, config.peak_lr)
                 for g in optimizer.param_groups:
                     g["lr"] = lr
-                batch = batch.to(device)
                 with autocast(device, config.precision):
                     preds = model(batch)
                 loss = weighted_mse(preds, batch)
@@ -362,6 +366,7 @@ def fit(
             for s in sessions:
                 row[f"valid_r2/{s.id}"] = "" if not valid or s.id not in valid else valid[s.id]
             row["windows_per_s"] = state["epoch_windows"] / max(state["epoch_train_s"], 1e-9)
+            row["data_share"] = state["epoch_data_s"] / max(state["epoch_train_s"], 1e-9)
             row["elapsed_s"] = time.perf_counter() - clock0
             log_rows.append(row)
             _write_log(out_dir / LOG_FILE, log_rows)
@@ -369,7 +374,7 @@ def fit(
                 writer.add_scalar("valid/r2", row["valid_r2"], state["global_step"])
             if finished:
                 state.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_windows=0,
-                             epoch_train_s=0.0)
+                             epoch_train_s=0.0, epoch_data_s=0.0)
             save_checkpoint(out_dir, model=model, meta=meta, optimizer=optimizer, progress=snapshot())
     finally:
         bar.close()
