@@ -24,7 +24,9 @@ the matrix products and attention stay PyTorch's kernels, everything between the
 a few fused C++ loops, and one call replaces the ~300 Python-issued operations. The compiled
 version rotates with real cos/sin arithmetic (:func:`~popdecode.model.rotary.rotate_halves`),
 because the compiler cannot trace the complex-number views the eager rotation uses; both
-compute the same rotation.
+compute the same rotation. It also forms the tokens' cos and sin itself, and writes the
+attention over the latents out as products and a softmax (both measured faster compiled on
+2 threads; see :func:`compiled_window_forward`).
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def window_forward(w: dict[str, torch.Tensor], units: torch.Tensor, types: torch
     ``halves``; ``heads`` = (cross, self, dim_head).
 
     ``halves`` picks the cos/sin rotation on heads in halves order (what TorchInductor
-    compiles well; ``*_rot`` are (cos, sin) pairs from :func:`rotary_cos_sin`) over the
+    compiles well; ``*_rot`` are (cos, sin) pairs) over the
     complex rotation on interleaved pairs (fewer eager operations; ``*_rot`` are complex
     phases from :func:`rotary_phases`), and with it the written-out attention over the latents
     (:func:`_latent_attention`). The caller forms the cos and sin (:func:`compiled_window_forward`
