@@ -20,7 +20,8 @@ The loop, read top-down:
 5. **Bookkeeping.** A resumable checkpoint (``RUN/checkpoint/``) after every epoch (and
    every ``checkpoint_every_steps``), a CSV log (``RUN/train_log.csv``: loss, valid R^2,
    windows per second, and ``data_share``, the part of the training time spent waiting for
-   batches), a progress bar, optional TensorBoard. A time budget stops the run cleanly after the step in flight.
+   batches), a progress bar, optional TensorBoard. A time budget stops the run cleanly
+   after the step in flight.
 
 Adaptation is ``fit`` with ``trainable=[...]`` (everything else gets no gradient and stays
 bit-for-bit frozen) and ``row_masks={"unit_vocab.weight": rows_that_may_change, ...}``:
