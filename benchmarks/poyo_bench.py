@@ -33,6 +33,16 @@ def machine() -> str:
     return f"{name}; torch {torch.__version__}; {torch.get_num_threads()} threads"
 
 
+def bf16_units() -> str:
+    """The CPU's bfloat16 matrix features as /proc/cpuinfo names them ('' where it has none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+    except OSError:
+        return ""
+    return " ".join(f for f in ("amx_bf16", "avx512_bf16") if f in flags)
+
+
 def load() -> str:
     try:
         with open("/proc/loadavg") as f:

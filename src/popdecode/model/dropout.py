@@ -3,9 +3,13 @@
 POYO drops 20 % of every attention probability during training: about a million random
 draws per window. PyTorch's CPU ``bernoulli_`` (behind ``nn.Dropout`` and the attention
 kernels' dropout) spends ~20-30 ns per draw, a fifth of a whole training step. Here one 64-bit
-draw of the global generator (``random_`` over the full int64 range) yields four 16-bit lanes,
-each compared with a threshold: a keep mask for ~2 ns per element, reproducible under
-``torch.manual_seed``.
+random word yields four 16-bit lanes, each compared with a threshold.
+
+On CPU the words come from numpy's PCG64, seeded by one draw of torch's global generator per
+mask, so masks still follow ``torch.manual_seed``: 3.6 ms per million words against 9.1 ms
+for torch's own Mersenne twister (``random_`` over the int64 range), which was ~11 % of a
+training step (BENCHMARKS.md, issue 6). On other devices torch's ``random_`` is already fast
+and stays.
 
 The drop probability is rounded to a multiple of 1/65536 (0.2 becomes 0.199997) and kept
 values are scaled by 1 / (1 - that), so the expectation of the output is exactly the input,
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,8 +35,12 @@ def keep_probability(p: float) -> float:
 
 
 def random_lanes(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """At least ``n`` int16 values, each uniform on [-32768, 32767]: four lanes per 64-bit draw."""
-    return torch.empty(-(-n // 4), dtype=torch.int64, device=device).random_(-(2**63), None).view(torch.int16)
+    """At least ``n`` int16 values, each uniform on [-32768, 32767]: four lanes per 64-bit word."""
+    words = -(-n // 4)
+    if torch.device(device).type == "cpu":
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+        return torch.from_numpy(np.random.PCG64(seed).random_raw(words).view(np.int64)).view(torch.int16)
+    return torch.empty(words, dtype=torch.int64, device=device).random_(-(2**63), None).view(torch.int16)
 
 
 def keep_threshold(p: float) -> int:

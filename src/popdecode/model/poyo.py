@@ -49,6 +49,7 @@ from popdecode.model.config import POYOConfig
 from popdecode.model.dropout import Dropout
 from popdecode.model.feedforward import FeedForward
 from popdecode.model.packing import Packing
+from popdecode.model.precision import float32_where_shapes_vary
 from popdecode.model.rotary import rotary_frequencies, rotary_phases
 from popdecode.model.streaming import StreamingDecoder
 from popdecode.model.vocab import Vocabulary
@@ -157,11 +158,10 @@ class POYO(nn.Module):
         """The network on packed tensors (what :meth:`forward` unpacks a Batch into)."""
         if bool((input_lengths <= 0).any()):
             raise ValueError("every window needs at least one input token (its units' delimiters)")
-        queries = self.decode_latents(
-            self.encode(input_units, input_types, input_times, input_lengths),
-            session_index, output_times, output_lengths,
-        )
-        return self.read_out(queries, output_readout)
+        latents = self.encode(input_units, input_types, input_times, input_lengths)
+        with float32_where_shapes_vary(latents):  # query counts vary per batch (model/precision.py)
+            queries = self.decode_latents(latents.float(), session_index, output_times, output_lengths)
+            return self.read_out(queries, output_readout)
 
     def encode(self, input_units, input_types, input_times, input_lengths) -> torch.Tensor:
         """Steps 1-3: packed spike tokens -> the latent grid [T, B, P, dim] (time point, window,
@@ -175,9 +175,10 @@ class POYO(nn.Module):
         step_rot = self.step_phases  # [T, F], shared by every window and layer
         t, p = c.num_latent_steps, c.num_latents_per_step
         latents = self.latent_emb.weight  # [P, dim], the same vectors at every time point and window
-        latents = latents.view(1, 1, p, c.dim) + self.enc_atn(
-            latents, self.latent_phases, step_rot, context, token_context, token_rot, input_lengths.tolist(),
-        )  # -> [T, B, P, dim]
+        with float32_where_shapes_vary(latents):  # per-window shapes (model/precision.py)
+            latents = latents.view(1, 1, p, c.dim) + self.enc_atn(
+                latents, self.latent_phases, step_rot, context, token_context, token_rot, input_lengths.tolist(),
+            )  # -> [T, B, P, dim]
         latents = latents + self.enc_ffn(latents)
         if self._train_processor is not None and self.training and torch.is_grad_enabled():
             return self._train_processor(latents)

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"decoupled weight decay (default {d.weight_decay:g})")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of initial weights, window order and dropout")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="where to train (default auto)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision, help="bf16 runs the forward under autocast")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision, help="bf16 runs the forward under autocast (on CPU: pays only with AMX or AVX512-BF16; the blocks whose shapes change per batch stay float32)")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="tokenizer worker processes (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch decides)")
     p.add_argument("--compile", action="store_true",
