@@ -30,7 +30,9 @@ output exists (so the experiment can be run in pieces with ``--steps``):
    drawn at random, the paper's recipe), and the same curve with ``--new-rows mixture``
    (without scratch models: they would be the same ones), and once more with mixture rows and
    ``--align 1`` ("aligned": decoded behaviour on the session's unlabelled train windows
-   aligned to the pretraining sessions' behaviour);
+   aligned to the pretraining sessions' behaviour), and with ``--self-train 1`` on top
+   ("self-trained": a second adaptation on all training trials, those beyond the labelled ones
+   labelled by the first adaptation's decoding);
 6. *finetune*: ``--mode unit-id+finetune`` at 10 labelled trials;
 7. *seeds*: the 10-trial point again with ``--seed`` 1 and 2 (``--goal-seeds``), for each kind
    of new rows: with ten trials the result depends on the seed (new rows, window order,
@@ -58,8 +60,12 @@ SIM_HELDOUT = {"sim-a0-s4": "seen animal", "sim-a3-s0": "unseen animal"}
 REAL_PRETRAIN = ["chewie_20131003", "chewie_20131219"]
 REAL_HELDOUT = {"mihi_20140303": "unseen monkey"}
 STEPS = ("data", "pretrain", "tune", "reference", "curve", "finetune", "seeds")
-NEW_ROWS = ("random", "mixture", "aligned")  # "aligned": mixture rows plus --align (the alignment term)
-ALIGN = 1.0  # the --align weight of the "aligned" variant
+# Variants of unit identification: "aligned" is mixture rows plus --align (the alignment term),
+# "self-trained" that plus --self-train 1 (one round of pseudo-labels).
+NEW_ROWS = ("random", "mixture", "aligned", "self-trained")
+LABELS = {"random": "random rows", "mixture": "mixture rows", "aligned": "mixture + align",
+          "self-trained": "mixture + align + self-train"}
+ALIGN = 1.0  # the --align weight of the "aligned" and "self-trained" variants
 
 
 def curve_dir(runs: Path, sid: str, rows: str) -> Path:
@@ -68,7 +74,9 @@ def curve_dir(runs: Path, sid: str, rows: str) -> Path:
 
 def rows_flags(rows: str) -> list[str]:
     """popdecode adapt flags of one variant of new rows."""
-    return ["--new-rows", "mixture", "--align", f"{ALIGN:g}"] if rows == "aligned" else ["--new-rows", rows]
+    if rows in ("aligned", "self-trained"):
+        return ["--new-rows", "mixture", "--align", f"{ALIGN:g}", *(["--self-train", "1"] if rows == "self-trained" else [])]
+    return ["--new-rows", rows]
 SMALL_MODEL = {"dim": 64, "depth": 2, "num_latents_per_step": 8, "cross_heads": 1, "self_heads": 2}
 
 
@@ -275,9 +283,9 @@ def summarise(work: Path, heldout: dict[str, str]) -> None:
         curves = {rows: _curve(curve_dir(runs, sid, rows) / "learning_curve.json") for rows in NEW_ROWS}
         entry = {"what": what, "single_session_r2": ref, "curves": curves, "finetune_10": None, "seeds": {}}
         lines += [f"{sid} ({what}); single-session training on all training trials: test R^2 {_f(ref)}", "",
-                  "| labelled trials | unit-id, random rows | unit-id, mixture rows | unit-id, mixture + align "
-                  "| from scratch | of single (random / mixture / aligned) | seconds (random / mixture / aligned / scratch) |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| labelled trials | " + " | ".join(f"unit-id, {LABELS[rows]}" for rows in NEW_ROWS)
+                  + f" | from scratch | of single ({' / '.join(NEW_ROWS)}) | seconds ({' / '.join(NEW_ROWS)} / scratch) |",
+                  "|---" * (len(NEW_ROWS) + 4) + "|"]
         for req in dict.fromkeys(k for c in curves.values() for k in c):
             r2 = {rows: curves[rows].get(req, {}).get("r2_adapt", nan) for rows in NEW_ROWS}
             p = next(c[req] for c in curves.values() if req in c)
@@ -291,7 +299,7 @@ def summarise(work: Path, heldout: dict[str, str]) -> None:
         if ft_file.exists():
             p = json.loads(ft_file.read_text())[0]
             entry["finetune_10"] = p
-            lines.append(f"| 10, unit-id+finetune (random rows) | {_f(p['r2_adapt'])} | | | | "
+            lines.append(f"| 10, unit-id+finetune (random rows) | {_f(p['r2_adapt'])} |" + " |" * len(NEW_ROWS) + " "
                          f"{_f(100 * p['r2_adapt'] / ref, '.0f')} % | {_f(p['seconds_adapt'], '.0f')} |")
         scratch10 = curves["random"].get("10", {}).get("r2_scratch")
         lines.append("")
@@ -304,8 +312,7 @@ def summarise(work: Path, heldout: dict[str, str]) -> None:
                 continue
             mean = sum(values) / len(values)
             gain = None if scratch10 is None else mean - scratch10
-            label = "mixture rows + --align" if rows == "aligned" else f"{rows} rows"
-            lines.append(f"10 trials, {label}, seeds 0-{len(values) - 1}: {', '.join(f'{v:.3f}' for v in values)}; "
+            lines.append(f"10 trials, {LABELS[rows]}, seeds 0-{len(values) - 1}: {', '.join(f'{v:.3f}' for v in values)}; "
                          f"mean {_mean_sd(values)}; gain over scratch {_f(gain, '+.3f') if gain is not None else '-'} "
                          f"(goal >= +0.15: {'met' if gain is not None and gain >= 0.15 else 'NOT met'}); "
                          f"{_f(100 * mean / ref, '.0f')} % of single-session (goal >= 80 %: "

@@ -217,6 +217,12 @@ def test_adapting_a_model_converted_from_torch_brain(pretrained, tmp_path):
     # Their checkpoint has no target normalisation: it is measured on the labelled samples.
     assert meta["normalization_from_adaptation"] == ["hand_vel"]
     assert np.isfinite(json.loads((tmp_path / "ad" / "learning_curve.json").read_text())[0]["r2_adapt"])
+    # Self-training keeps the normalisation of the true labels, not one of its own pseudo-labels.
+    assert main(["adapt", str(tmp_path / "tb"), "--data", str(pretrained / "new"), "--sessions", "new-0",
+                 "--labelled-trials", "3", "--self-train", "1", "--out", str(tmp_path / "st"), *FAST]) == 0
+    _, st_meta = load_model(tmp_path / "st")
+    assert st_meta["normalization"] == meta["normalization"]
+    assert st_meta["normalization_from_adaptation"] == ["hand_vel"]
 
 
 def test_adaptation_depends_on_its_seed_not_on_the_global_generator(pretrained, tmp_path):
@@ -292,4 +298,38 @@ def test_alignment_with_a_missing_prior_store_is_refused(pretrained, tmp_path, c
                  "--prior-data", str(tmp_path / "nowhere"))
     err = capsys.readouterr().err
     assert code != 0 and "nowhere is not there" in err and "--prior-data" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_self_training_adapts_again_on_pseudo_labels_and_keeps_the_network_frozen(pretrained, tmp_path, capsys):
+    root = pretrained
+    common = ("--labelled-trials", "3", "--sessions", "new-0")
+    assert adapt(root, tmp_path / "st", *common, "--self-train", "1") == 0
+    assert "[3] self-training, best valid R^2 of each round: " in capsys.readouterr().out
+    before = load_file(str(root / "run" / "model.safetensors"))
+    after = load_file(str(tmp_path / "st" / "model.safetensors"))
+    first = load_file(str(tmp_path / "st" / "adapt" / "3" / "round-0" / "unit-id" / "model.safetensors"))
+    for name, old in before.items():
+        if name == "unit_vocab.weight":
+            n = old.shape[0]
+            assert torch.equal(after[name][:n], old)
+            assert not torch.equal(after[name][n:], first[name][n:])  # the second round learned other rows
+        elif name != "session_vocab.weight":
+            assert torch.equal(after[name], old), name
+    _, meta = load_model(tmp_path / "st")
+    # The record says what was really labelled: 3 trials, the rest pseudo-labelled.
+    assert meta["adaptation"]["labelled_trials"] == {"new-0": 3}
+    assert meta["adaptation"]["self_train"] == 1 and meta["adaptation"]["pseudo_labelled_trials"]["new-0"] > 0
+    timings = json.loads((tmp_path / "st" / "adapt_config.json").read_text())["timings"]["3"]["adapt"]
+    assert len(timings["rounds"]) == 2
+    assert timings["seconds"] == pytest.approx(sum(r["seconds"] for r in timings["rounds"]), abs=0.02)
+
+    # With every trial labelled there is nothing to pseudo-label: one round only.
+    assert adapt(root, tmp_path / "all", "--labelled-trials", "all", "--sessions", "new-0", "--self-train", "1") == 0
+    assert not (tmp_path / "all" / "adapt" / "all" / "round-0").exists()
+
+
+def test_negative_self_training_rounds_are_refused(pretrained, tmp_path, capsys):
+    code = adapt(pretrained, tmp_path / "x", "--labelled-trials", "3", "--self-train", "-1")
+    assert code != 0 and "--self-train must be 0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -24,7 +24,9 @@ chosen differently:
   of the new sessions' whole train split, labelled or not: the behaviour the model decodes
   there during movement should be distributed like the behaviour of the sessions it was
   trained on (:mod:`popdecode.adapt.alignment`). Ten trials often miss some reach
-  directions; the unlabelled reaches hold them.
+  directions; the unlabelled reaches hold them. With ``self_train`` = K the whole adaptation
+  runs K more times, on all training trials, those outside the labelled ones labelled by the
+  previous round's decoding (:mod:`popdecode.adapt.pseudo_labels`).
 * **How long.** Budgets are optimisation *steps* per stage, turned into whole epochs over the
   labelled windows (``epochs = ceil(steps / steps_per_epoch)``): five labelled trials are one
   batch per epoch, all trials of a session ten or more, and a step costs the same either way,
@@ -44,6 +46,7 @@ shape trained on the same labelled trials of one session only.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import shutil
@@ -55,8 +58,9 @@ from typing import Sequence
 import torch
 
 from popdecode.adapt.alignment import AlignmentLoss, behaviour_prior, prior_sessions
-from popdecode.adapt.labelled import UNLABELLED, LabelledSession
+from popdecode.adapt.labelled import UNLABELLED, LabelledSession, LabelledSpec, labelled_pieces
 from popdecode.adapt.new_rows import add_rows, adapted_meta, check_new_sessions, labelled_normalization, new_session_readouts
+from popdecode.adapt.pseudo_labels import pseudo_labelled
 from popdecode.data.intervals import Intervals
 from popdecode.errors import UserError
 from popdecode.evaluate.predict import predict_split, score
@@ -101,6 +105,9 @@ class AdaptConfig:
     # popdecode.adapt.alignment. Applies to the unit-id stage.
     align: float = 0.0
     prior_data: list[str] | None = None  # stores whose behaviour is the prior (default: the training stores)
+    # Rounds of self-training (popdecode.adapt.pseudo_labels): after an adaptation, its decoding
+    # of the unlabelled training trials becomes their labels and adaptation runs again (0: off).
+    self_train: int = 0
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
@@ -119,6 +126,8 @@ class AdaptConfig:
                             ("--evals", self.evals)):
             if value < 1:
                 raise UserError(f"{flag} must be at least 1 (got {value})")
+        if self.self_train < 0:
+            raise UserError(f"--self-train must be 0 (off) or a number of rounds (got {self.self_train})")
         if not self.align >= 0:
             raise UserError(f"--align must be 0 (off) or positive (got {self.align})")
         for flag, value in (("--lr", self.lr), ("--finetune-lr", self.finetune_lr), ("--scratch-lr", self.scratch_lr)):
@@ -191,8 +200,51 @@ def adapt(
     Each stage trains into ``work_dir/<stage>/`` (model, log, config); the last stage's best
     model is the result. Returns ``(model, meta, info)`` with ``info`` = per-stage steps,
     epochs, seconds and best valid R^2, and the total seconds.
+
+    With ``cfg.self_train`` = K > 0 the adaptation runs K + 1 times
+    (:mod:`popdecode.adapt.pseudo_labels`): round 0 on ``pieces`` into ``work_dir/round-0/``,
+    then each round from the pretrained ``model`` again on all training trials of the sessions,
+    the ones outside ``pieces`` labelled by the previous round's model; the last round writes
+    ``work_dir/<stage>/``. ``info["rounds"]`` holds every round's info. Nothing is left to
+    label when ``pieces`` already cover every training trial: then one round runs.
     """
     work_dir = Path(work_dir)
+    window_length = float(model.config.window_length)
+    if cfg.self_train == 0:
+        return _adapt_once(model, meta, sessions, pieces, cfg, work_dir)
+    everything = {s.id: labelled_pieces(s, LabelledSpec(), window_length) for s in sessions}
+    if not any(everything[s.id].difference(pieces[s.id]).duration > 0 for s in sessions):
+        return _adapt_once(model, meta, sessions, pieces, cfg, work_dir)  # nothing to pseudo-label
+
+    pretrained = copy.deepcopy(model)
+    labeller, labeller_meta, info = _adapt_once(model, meta, sessions, pieces, cfg, work_dir / "round-0")
+    rounds = [info]
+    # What the saved model says of its data: what was truly labelled, and what was not.
+    record = {"labelled_trials": {s.id: len(pieces[s.id]) for s in sessions},
+              "labelled_seconds": {s.id: round(pieces[s.id].duration, 3) for s in sessions},
+              "self_train": cfg.self_train,
+              "pseudo_labelled_trials": {s.id: len(everything[s.id]) - len(pieces[s.id]) for s in sessions}}
+    device = resolve_device(cfg.device)
+    for r in range(1, cfg.self_train + 1):
+        labeller.to(device)
+        pseudo = [pseudo_labelled(labeller, labeller_meta, s, pieces[s.id], device=device, precision=cfg.precision)
+                  for s in sessions]
+        # A model without a target normalisation of its own (converted from torch-brain) keeps
+        # round 0's, measured on the true labels: the pseudo-labels are in its units.
+        round_meta = {**meta, "normalization": labeller_meta["normalization"]}
+        if "normalization_from_adaptation" in labeller_meta:
+            round_meta["normalization_from_adaptation"] = labeller_meta["normalization_from_adaptation"]
+        last = r == cfg.self_train
+        labeller, labeller_meta, info = _adapt_once(copy.deepcopy(pretrained), round_meta, pseudo, everything, cfg,
+                                                    work_dir if last else work_dir / f"round-{r}", record=record)
+        rounds.append(info)
+    return labeller, labeller_meta, {**info, "seconds": round(sum(i["seconds"] for i in rounds), 2), "rounds": rounds}
+
+
+def _adapt_once(model, meta: dict, sessions: Sequence, pieces: dict[str, Intervals], cfg: AdaptConfig,
+                work_dir: Path, *, record: dict | None = None) -> tuple[object, dict, dict]:
+    """One adaptation of ``model`` on ``pieces`` (see :func:`adapt`), stages into ``work_dir``;
+    ``record`` overrides entries of the saved ``meta["adaptation"]``."""
     window_length = float(model.config.window_length)
     readouts = check_new_sessions(model, sessions, reuse=cfg.reuse_session)
     # The new rows are drawn from torch's global generator: seed it here, so that an
@@ -208,6 +260,7 @@ def adapt(
         "labelled_trials": {s.id: len(pieces[s.id]) for s in sessions},
         "labelled_seconds": {s.id: round(pieces[s.id].duration, 3) for s in sessions},
         "align": cfg.align,
+        **(record or {}),
     }
     views = [LabelledSession(s, pieces[s.id], window_length=window_length, no_valid=cfg.no_valid) for s in sessions]
     windows = labelled_windows(views, window_length)

@@ -20,6 +20,9 @@ measure for sessions without trials (e.g. a rat on a track), where trial counts 
 train windows, the behaviour decoded during movement is pulled toward the distribution of the
 behaviour in the model's training sessions (for a task shared with pretraining; the prior
 comes from the stores the model was trained on, or --prior-data).
+--self-train K adapts K more times: each round decodes the new session's unlabelled training
+trials with the previous round's model and adapts again, from the pretrained model, on all
+training trials with those decodings as their labels (valid and test are never labelled).
 Budgets are optimisation steps per stage, rounded up to whole epochs over the labelled
 windows. Model selection uses the new sessions' valid split (--no-valid: keep the last
 epoch); the score is always the test split. With several --labelled-trials values each one is run from
@@ -34,6 +37,7 @@ the model adapted with the last --labelled-trials value, plus:
   learning_curve.png          test R^2 against labelled trials
   adapt_config.json           the settings, the labelled trials and the timings
   adapt/<N>/<stage>/, scratch/<N>/<session>/   every model trained, with its train_log.csv
+  adapt/<N>/round-<k>/<stage>/                 with --self-train: the rounds before the last
 NEWRUN appears only when everything has finished.
 
 examples:
@@ -41,6 +45,7 @@ examples:
   popdecode adapt runs/pre --data heldout --mode unit-id --labelled-trials 5,10,20,50,all --out runs/curve
   popdecode adapt tb_run --data mine --sessions 'mihi*' --mode unit-id+finetune --out runs/mihi
   popdecode adapt runs/pre --data rats --sessions rat_w_maze --labelled-trials 30s,60s,120s,all --out runs/rat
+  popdecode adapt runs/pre --data heldout --labelled-trials 10 --align 1 --self-train 1 --out runs/pre-10-st
 """
 
 from __future__ import annotations
@@ -86,6 +91,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior-data", nargs="+", default=None, metavar="STORE",
                    help="with --align: stores whose sessions give the behaviour prior (default: the stores the "
                         "model was trained from, as its metadata records them)")
+    p.add_argument("--self-train", type=int, default=d.self_train, metavar="K",
+                   help="rounds of self-training: label the unlabelled training trials with the adapted model's "
+                        "decoding and adapt again from the pretrained model, K times (each round costs one "
+                        f"adaptation; helps at few labelled trials) (default {d.self_train}: off)")
     p.add_argument("--finetune-steps", type=int, default=d.finetune_steps,
                    help=f"finetune stage: optimisation steps (default {d.finetune_steps})")
     p.add_argument("--finetune-lr", type=float, default=d.finetune_lr,
@@ -115,8 +124,8 @@ def config_from_args(args: argparse.Namespace) -> AdaptConfig:
         finetune_lr=args.finetune_lr, batch_size=args.batch_size, optimizer=args.optimizer,
         unit_dropout=not args.no_unit_dropout, evals=args.evals, no_valid=args.no_valid,
         reuse_session=args.reuse_session, scratch_steps=args.scratch_steps, scratch_lr=args.scratch_lr,
-        align=args.align, prior_data=args.prior_data, seed=args.seed, device=args.device, precision=args.precision, num_workers=args.num_workers,
-        threads=args.threads,
+        align=args.align, prior_data=args.prior_data, self_train=args.self_train, seed=args.seed,
+        device=args.device, precision=args.precision, num_workers=args.num_workers, threads=args.threads,
     )
 
 

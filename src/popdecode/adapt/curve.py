@@ -89,6 +89,9 @@ def run_points(
         info["last"] = str(work / cfg.stages[-1][0])
         log(f"[{spec.label}] adapted in {adapt_info['seconds']:.0f} s: "
             + ", ".join(f"{s.id} R^2 {mean_session_r2(adapt_rows, s.id):.3f}" for s in sessions))
+        if "rounds" in adapt_info:  # self-training: did the rounds help? (valid, never test)
+            log(f"[{spec.label}] self-training, best valid R^2 of each round: "
+                + " -> ".join(_valid_text(r) for r in adapt_info["rounds"]))
         for s in sessions:
             point = CurvePoint(mode=cfg.mode, requested=spec.label, labelled_trials=len(pieces[s.id]),
                                labelled_seconds=round(pieces[s.id].duration, 3), session=s.id,
@@ -105,6 +108,13 @@ def run_points(
                 log(f"[{spec.label}] scratch on {s.id} in {fresh_info['seconds']:.0f} s: R^2 {point.r2_scratch:.3f}")
             points.append(point)
     return points, rows, info
+
+
+def _valid_text(round_info: dict) -> str:
+    """A round's best valid R^2 (of its last stage), or "-" without a valid split."""
+    last = list(round_info["stages"].values())[-1]
+    value = last.get("best_valid_r2")
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
 def _number(x):
