@@ -3,7 +3,7 @@
 Ten labelled trials are a small part of a session's training split; the rest of it has spikes
 but, in the few-shot setting, no behaviour. After one adaptation the model decodes that rest
 reasonably well (on the simulator's held-out sessions its decoding of the unlabelled train
-samples scores R^2 0.39-0.56). ``popdecode adapt --self-train K`` puts those decodings to
+samples scores R^2 0.39-0.62). ``popdecode adapt --self-train K`` puts those decodings to
 work, the classic self-training (pseudo-label) loop:
 
 1. adapt on the labelled trials as usual (round 0);
@@ -30,13 +30,9 @@ import dataclasses
 import numpy as np
 
 from popdecode.data.intervals import Intervals
+from popdecode.data.session import sample_index
 from popdecode.evaluate.predict import predict_split
 from popdecode.train import setup
-
-# Stitched samples are the session's own samples, but their times went through window-relative
-# arithmetic; they are matched back to the series within this tolerance (samples are >= 1 ms apart).
-_MATCH_TOL = 1e-6
-
 
 def pseudo_labelled(model, meta: dict, session, pieces: Intervals, *, device="cpu", precision: str = "fp32"):
     """``session`` with the behaviour of its train split, outside ``pieces``, replaced by what
@@ -55,10 +51,8 @@ def pseudo_labelled(model, meta: dict, session, pieces: Intervals, *, device="cp
         if sid != session.id or name not in series:
             continue
         old = series[name]
-        index = np.searchsorted(old.timestamps, decoded.timestamps - _MATCH_TOL)
-        index = np.minimum(index, len(old.timestamps) - 1)
-        matched = np.abs(old.timestamps[index] - decoded.timestamps) <= _MATCH_TOL
-        unlabelled = matched & ~pieces.contains(decoded.timestamps)
+        index = sample_index(old.timestamps, decoded.timestamps)
+        unlabelled = (index >= 0) & ~pieces.contains(decoded.timestamps)
         values = old.values.copy()
         values[index[unlabelled]] = decoded.predictions[unlabelled]
         series[name] = dataclasses.replace(old, values=values)

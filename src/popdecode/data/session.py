@@ -38,6 +38,20 @@ from popdecode.data.intervals import Intervals
 SPLITS = ("train", "valid", "test")
 
 
+def sample_index(recorded: np.ndarray, timestamps: np.ndarray, *, tolerance: float = 1e-6) -> np.ndarray:
+    """Index into the sorted ``recorded`` times of the sample at each of ``timestamps``: the
+    nearest one, if it lies within ``tolerance`` seconds, else -1. For times that went through
+    window-relative arithmetic (stitched predictions) and so differ in the last digits."""
+    ts = np.asarray(recorded, dtype=np.float64).reshape(-1)
+    t = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+    if len(ts) == 0:
+        return np.full(len(t), -1, dtype=np.int64)
+    right = np.minimum(np.searchsorted(ts, t), len(ts) - 1)
+    left = np.maximum(right - 1, 0)
+    nearest = np.where(np.abs(ts[left] - t) <= np.abs(ts[right] - t), left, right)
+    return np.where(np.abs(ts[nearest] - t) <= tolerance, nearest, -1).astype(np.int64)
+
+
 @dataclass
 class Series:
     """A behaviour time series: ``values[i]`` was sampled at ``timestamps[i]`` seconds."""

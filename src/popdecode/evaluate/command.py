@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from popdecode.data.session import sample_index
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="run directory written by popdecode train (or adapt)")
@@ -36,13 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _targets_at(series, timestamps: np.ndarray) -> np.ndarray:
     """The recorded values at ``timestamps`` (samples of ``series``; NaN where none matches)."""
-    ts = np.asarray(series.timestamps, dtype=np.float64)
-    values = np.asarray(series.values, dtype=np.float32)
-    i = np.clip(np.searchsorted(ts, timestamps), 1, max(len(ts) - 1, 1))
-    nearer_left = np.abs(ts[i - 1] - timestamps) <= np.abs(ts[np.minimum(i, len(ts) - 1)] - timestamps)
-    j = np.where(nearer_left, i - 1, np.minimum(i, len(ts) - 1))
-    out = values[j].copy()
-    out[np.abs(ts[j] - timestamps) > 1e-6] = np.nan
+    index = sample_index(series.timestamps, timestamps)
+    out = np.asarray(series.values, dtype=np.float32)[np.maximum(index, 0)].copy()
+    out[index < 0] = np.nan
     return out
 
 
