@@ -74,9 +74,13 @@ def curve_dir(runs: Path, sid: str, rows: str) -> Path:
 
 def rows_flags(rows: str) -> list[str]:
     """popdecode adapt flags of one variant of new rows."""
-    if rows in ("aligned", "self-trained"):
-        return ["--new-rows", "mixture", "--align", f"{ALIGN:g}", *(["--self-train", "1"] if rows == "self-trained" else [])]
+    if rows == "aligned":
+        return ["--new-rows", "mixture", "--align", f"{ALIGN:g}"]
+    if rows == "self-trained":
+        return [*rows_flags("aligned"), "--self-train", "1"]
     return ["--new-rows", rows]
+
+
 SMALL_MODEL = {"dim": 64, "depth": 2, "num_latents_per_step": 8, "cross_heads": 1, "self_heads": 2}
 
 

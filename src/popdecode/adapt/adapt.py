@@ -220,9 +220,7 @@ def adapt(
     labeller, labeller_meta, info = _adapt_once(model, meta, sessions, pieces, cfg, work_dir / "round-0")
     rounds = [info]
     # What the saved model says of its data: what was truly labelled, and what was not.
-    record = {"labelled_trials": {s.id: len(pieces[s.id]) for s in sessions},
-              "labelled_seconds": {s.id: round(pieces[s.id].duration, 3) for s in sessions},
-              "self_train": cfg.self_train,
+    record = {**_labelled_record(sessions, pieces), "self_train": cfg.self_train,
               "pseudo_labelled_trials": {s.id: len(everything[s.id]) - len(pieces[s.id]) for s in sessions}}
     device = resolve_device(cfg.device)
     for r in range(1, cfg.self_train + 1):
@@ -257,8 +255,7 @@ def _adapt_once(model, meta: dict, sessions: Sequence, pieces: dict[str, Interva
     meta["adaptation"] = {
         "mode": cfg.mode,
         "sessions": [s.id for s in sessions],
-        "labelled_trials": {s.id: len(pieces[s.id]) for s in sessions},
-        "labelled_seconds": {s.id: round(pieces[s.id].duration, 3) for s in sessions},
+        **_labelled_record(sessions, pieces),
         "align": cfg.align,
         **(record or {}),
     }
@@ -286,6 +283,12 @@ def _adapt_once(model, meta: dict, sessions: Sequence, pieces: dict[str, Interva
         total += stage_info["seconds"]
     info["seconds"] = round(total, 2)
     return model, final_meta, info
+
+
+def _labelled_record(sessions: Sequence, pieces: dict[str, Intervals]) -> dict:
+    """The labelled trials and seconds of each session, as the saved metadata records them."""
+    return {"labelled_trials": {s.id: len(pieces[s.id]) for s in sessions},
+            "labelled_seconds": {s.id: round(pieces[s.id].duration, 3) for s in sessions}}
 
 
 def _alignment(model, meta: dict, sessions: Sequence, readouts: dict[str, list[str]],

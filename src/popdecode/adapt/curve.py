@@ -112,9 +112,8 @@ def run_points(
 
 def _valid_text(round_info: dict) -> str:
     """A round's best valid R^2 (of its last stage), or "-" without a valid split."""
-    last = list(round_info["stages"].values())[-1]
-    value = last.get("best_valid_r2")
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+    value = _number(list(round_info["stages"].values())[-1].get("best_valid_r2"))
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _number(x):
