@@ -58,7 +58,7 @@ def test_both_rotation_layouts_compute_the_same_function(halves, table, monkeypa
             if halves:  # what the compiled path runs (times in, cos/sin inside)
                 got = streaming.compiled_window_forward(
                     weights, w.input_units, w.input_types, w.input_times, w.session_index, w.output_times,
-                    head.weight, head.bias, heads=heads)
+                    head.weight, head.bias, heads=heads)[0]
             else:
                 got = streaming.window_forward(
                     weights, w.input_units, w.input_types, rotary_phases(w.input_times, model.omega), w.session_index,

@@ -224,13 +224,21 @@ def window_forward(w: dict[str, torch.Tensor], units: torch.Tensor, types: torch
 
 def compiled_window_forward(w: dict[str, torch.Tensor], units: torch.Tensor, types: torch.Tensor,
                             token_times: torch.Tensor, session: torch.Tensor, query_times: torch.Tensor,
-                            head_w: torch.Tensor, head_b: torch.Tensor, *, heads: tuple[int, int, int]) -> torch.Tensor:
+                            head_w: torch.Tensor, head_b: torch.Tensor, *, heads: tuple[int, int, int]) -> tuple:
     """What :class:`StreamingDecoder` compiles: :func:`window_forward` in halves order, with the
     tokens' and queries' cos and sin formed inside the compiled code (fused into its first
-    loops instead of a few separate PyTorch calls before it)."""
+    loops instead of a few separate PyTorch calls before it). Returns (readout [m, D], the
+    tokens' (cos, sin), the queries' (cos, sin)).
+
+    The cos and sin are returned only so that TorchInductor stores them: a graph output is
+    always materialised, so each token's 16 angles are evaluated once, in a parallel loop.
+    As intermediate values the compiler inlined them into the loop that gathers and rotates
+    the tokens' keys and values, evaluating them again for every head, on one thread (1.13
+    -> 0.48 ms per poyo-1.3M window, BENCHMARKS.md)."""
     omega = w["omega"]
-    return window_forward(w, units, types, rotary_cos_sin_reduced(token_times, omega), session,
-                          rotary_cos_sin_reduced(query_times, omega), head_w, head_b, heads=heads, halves=True)
+    token_cs, query_cs = rotary_cos_sin_reduced(token_times, omega), rotary_cos_sin_reduced(query_times, omega)
+    out = window_forward(w, units, types, token_cs, session, query_cs, head_w, head_b, heads=heads, halves=True)
+    return out, token_cs, query_cs
 
 
 def _no_decoder() -> None:
@@ -297,7 +305,7 @@ class StreamingDecoder:
                     torch._dynamo.maybe_mark_dynamic(x, 0)
                 units, types, token_times, query_times = inputs
                 return self._fn(self._folded(), units, types, token_times, session, query_times,
-                                head.weight, head.bias, heads=heads)
+                                head.weight, head.bias, heads=heads)[0]
             return self._fn(self._folded(), input_units, input_types, rotary_phases(input_times, model.omega), session,
                             rotary_phases(output_times, model.omega), head.weight, head.bias, heads=heads, halves=False)
 
