@@ -19,6 +19,9 @@ the CPU's caches, and a block keeps them there, while turns of a single window (
 Batch 256: popdecode's packed forward pass on 256 windows at once (eager), the compiled
 ``decode_window`` run on the same 256 windows one after another, and torch-brain's padded
 forward on all 256.
+
+``--device cuda`` runs the same on a GPU, each call timed to the end of its queued kernels
+(there the CPU-time column only says how long the host spent launching them).
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ import poyo_bench as pb  # noqa: E402
 from popdecode.utils.progress import progress  # noqa: E402
 
 
-def measure(fn) -> tuple[float, float]:
+def measure(fn, device: torch.device | str = "cpu") -> tuple[float, float]:
+    pb.sync(device)
     c0, t0 = time.process_time(), time.perf_counter()
     fn()
+    pb.sync(device)
     return time.perf_counter() - t0, time.process_time() - c0
 
 
@@ -55,16 +60,20 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="large-batch repetitions (default: %(default)s)")
     p.add_argument("--no-reference", action="store_true")
     p.add_argument("--no-compile", action="store_true", help="leave out the compiled decode_window")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to decode (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA GPU here")
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
 
     ours, theirs = pb.make_models(args.preset, reference=not args.no_reference, seed=args.seed)
-    ours.eval()
+    ours.to(device).eval()
     if theirs is not None:
-        theirs.eval()
+        theirs.to(device).eval()
     windows = pb.synthetic_windows(args.windows, seed=args.seed + 7)
-    print(f"# inference, {datetime.date.today()}, {args.preset}, {pb.machine()}, load before: {pb.load()}")
+    print(f"# inference, {datetime.date.today()}, {args.preset}, {pb.machine(device)}, load before: {pb.load()}")
     compiled = None
     if not args.no_compile:
         compiled = copy.deepcopy(ours)  # the same weights; its decode_window compiled
@@ -89,12 +98,13 @@ def main(argv=None) -> int:
         contestants["torch-brain"] = lambda b, x: ref_one(x)
     res = {name: ([], []) for name in contestants}
     warm = 10
-    inputs = [(pb.pack([w])[0], pb.pad_reference([w], ours)[0] if theirs is not None else None) for w in windows]
+    inputs = [(pb.to_device(pb.pack([w])[0], device),
+               pb.to_device(pb.pad_reference([w], ours)[0], device) if theirs is not None else None) for w in windows]
     blocks = [range(i, min(i + args.block, len(inputs))) for i in range(0, len(inputs), max(1, args.block))]
     for block in progress(blocks, desc="batch 1", leave=False):
         for name, fn in contestants.items():
             for i in block:
-                wall, cpu = measure(lambda: fn(*inputs[i]))
+                wall, cpu = measure(lambda: fn(*inputs[i]), device)
                 if i >= warm:
                     res[name][0].append(wall); res[name][1].append(cpu)
 
@@ -108,9 +118,9 @@ def main(argv=None) -> int:
             print(f"| {name} | {1e3 * s['median']:.2f} | {1e3 * s['p99']:.2f} | {1e3 * pb.summary(cpu)['median']:.2f} |")
 
     big = pb.synthetic_windows(args.batch, seed=args.seed + 11)
-    batch, _ = pb.pack(big)
-    x, _, _ = pb.pad_reference(big, ours) if theirs is not None else (None, None, None)
-    singles = [pb.pack([w])[0] for w in big] if compiled is not None else []
+    batch = pb.to_device(pb.pack(big)[0], device)
+    x = pb.to_device(pb.pad_reference(big, ours)[0], device) if theirs is not None else None
+    singles = [pb.to_device(pb.pack([w])[0], device) for w in big] if compiled is not None else []
 
     def one_by_one():
         for b in singles:
@@ -119,11 +129,11 @@ def main(argv=None) -> int:
     rates = {"popdecode": [], "popdecode compiled, one by one": [], "torch-brain": []}
     for _ in progress(range(args.repeats + 1), desc=f"batch {args.batch}", leave=False):
         with torch.inference_mode():
-            rates["popdecode"].append(measure(lambda: ours(batch))[0])
+            rates["popdecode"].append(measure(lambda: ours(batch), device)[0])
             if compiled is not None:
-                rates["popdecode compiled, one by one"].append(measure(one_by_one)[0])
+                rates["popdecode compiled, one by one"].append(measure(one_by_one, device)[0])
             if theirs is not None:
-                rates["torch-brain"].append(measure(lambda: theirs(**x))[0])
+                rates["torch-brain"].append(measure(lambda: theirs(**x), device)[0])
     print(f"batch {args.batch} ({args.repeats} timed after 1 warm-up), windows/s:")
     out = {k: args.batch / pb.summary(v[1:])["median"] for k, v in rates.items() if len(v) > 1}
     ref = out.get("torch-brain")

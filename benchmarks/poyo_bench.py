@@ -13,7 +13,9 @@ from __future__ import annotations
 import platform
 import statistics
 import subprocess
+import sys
 import time
+import types
 from contextlib import nullcontext
 
 import numpy as np
@@ -24,12 +26,14 @@ from popdecode.model.convert import from_torch_brain
 from popdecode.tokenize.batch import Batch
 
 
-def machine() -> str:
+def machine(device: torch.device | str = "cpu") -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
         name = next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), platform.processor())
     except OSError:
         name = platform.processor()
+    if on_gpu(device):
+        name = f"{torch.cuda.get_device_name(device)} (host {name}, CUDA {torch.version.cuda})"
     return f"{name}; torch {torch.__version__}; {torch.get_num_threads()} threads"
 
 
@@ -126,7 +130,7 @@ def make_models(preset: str, *, units: int = 100, sessions: int = 4, reference: 
         ours.unit_vocab.add(names)
         ours.session_vocab.add([f"s{s}" for s in range(sessions)])
         return ours, None
-    from torch_brain.models import POYO as ReferencePOYO
+    ReferencePOYO = reference_poyo_class()
 
     hp = dict(sequence_length=c.window_length, latent_step=c.latent_step, num_latents_per_step=c.num_latents_per_step,
               dim=c.dim, depth=c.depth, dim_head=c.dim_head, cross_heads=c.cross_heads, self_heads=c.self_heads,
@@ -137,8 +141,62 @@ def make_models(preset: str, *, units: int = 100, sessions: int = 4, reference: 
     return from_torch_brain(dict(theirs.state_dict()), hp), theirs
 
 
-def autocast(precision: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+def reference_poyo_class():
+    """torch-brain's POYO class.
+
+    Importing torch-brain's models imports its dataset-building pipeline, which imports ray
+    (a cluster scheduler) at module level; the model never calls it. Where ray is not
+    installed (the lent GPU machine's image has none, and ray's wheel is larger than what
+    can be carried there) a stand-in module with the few names those imports bind is
+    registered first, so that the model class can be imported and compared."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        ray = types.ModuleType("ray")
+        ray.__path__ = []
+        ray.remote = lambda *a, **k: a[0] if len(a) == 1 and callable(a[0]) and not k else (lambda f: f)
+        actor, util, pool = (types.ModuleType(f"ray.{n}") for n in ("actor", "util", "util.actor_pool"))
+        util.__path__ = []
+        actor.ActorHandle, pool.ActorPool = object, object
+        ray.actor, ray.util, util.actor_pool = actor, util, pool
+        sys.modules.update({"ray": ray, "ray.actor": actor, "ray.util": util, "ray.util.actor_pool": pool})
+    from torch_brain.models import POYO as ReferencePOYO
+
+    return ReferencePOYO
+
+
+def autocast(precision: str, device: torch.device | str = "cpu"):
+    if precision != "bf16":
+        return nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def on_gpu(device: torch.device | str) -> bool:
+    return torch.device(device).type == "cuda"
+
+
+def sync(device: torch.device | str) -> None:
+    """Wait for the work queued on ``device``: CUDA runs asynchronously, and a clock read
+    without this would time only the kernels' launch."""
+    if on_gpu(device):
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device | str) -> None:
+    if on_gpu(device):
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device: torch.device | str) -> float | None:
+    """The most GPU memory allocated since :func:`reset_peak_memory` (None on a CPU)."""
+    return torch.cuda.max_memory_allocated(device) / 2**20 if on_gpu(device) else None
+
+
+def to_device(x, device: torch.device | str):
+    """``x`` (a tensor, a Batch, a dict of tensors or None) on ``device``."""
+    if x is None or isinstance(x, (torch.Tensor, Batch)):
+        return x if x is None else x.to(device)
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in x.items()}
 
 
 def summary(times: list[float]) -> dict:
@@ -146,7 +204,9 @@ def summary(times: list[float]) -> dict:
     return dict(median=statistics.median(s), p99=s[min(len(s) - 1, int(round(0.99 * (len(s) - 1))))], n=len(s))
 
 
-def timed(fn) -> float:
+def timed(fn, device: torch.device | str = "cpu") -> float:
+    sync(device)
     t0 = time.perf_counter()
     fn()
+    sync(device)
     return time.perf_counter() - t0
