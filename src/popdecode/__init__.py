@@ -11,7 +11,7 @@ The package is laid out by pipeline stage, one folder each:
 - ``evaluate``: stitched evaluation and R^2.
 - ``baselines``: Wiener filter, MLP and GRU on binned counts.
 - ``report``: the HTML report.
-- ``serve``: decoding windows as they arrive.
+- ``serve``: decoding a live stream (today: ``POYO.decode_window`` in ``model.streaming``).
 """
 
 __version__ = "0.1.0"
