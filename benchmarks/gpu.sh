@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 6's GPU checks and figures in one call on a lent GPU machine (the `device` tool's
-# `run`), ~5-8 minutes there. Prepare once on the development machine, in the repo root:
+# `run`), ~5-8 minutes there. Prepare once on the development machine, in the repo root
+# (.gitignore keeps .whl/ out of the repository):
 #
-#     echo /.whl/ >> .git/info/exclude
 #     python3 -m pip download --no-deps torch-brain==0.2.1 -d .whl
 #
 # then: run(command="bash benchmarks/gpu.sh", carry=[".whl"], timeout_s=540)

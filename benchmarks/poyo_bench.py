@@ -182,13 +182,16 @@ def sync(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
-def reset_peak_memory(device: torch.device | str) -> None:
-    if on_gpu(device):
-        torch.cuda.reset_peak_memory_stats(device)
+def reset_peak_memory(device: torch.device | str) -> float:
+    """Start measuring a peak of GPU memory; returns what is allocated now, MiB (0 on a CPU)."""
+    if not on_gpu(device):
+        return 0.0
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device) / 2**20
 
 
 def peak_memory_mib(device: torch.device | str) -> float | None:
-    """The most GPU memory allocated since :func:`reset_peak_memory` (None on a CPU)."""
+    """The most GPU memory allocated since :func:`reset_peak_memory`, MiB (None on a CPU)."""
     return torch.cuda.max_memory_allocated(device) / 2**20 if on_gpu(device) else None
 
 
