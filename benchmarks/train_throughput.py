@@ -4,8 +4,7 @@ against torch-brain's POYO, same weights, same windows, in the same run.
     python benchmarks/train_throughput.py                      # both presets, fp32, 2 threads
     python benchmarks/train_throughput.py --compile            # also the compiled processor
     python benchmarks/train_throughput.py --precision fp32,bf16 --no-reference
-    python benchmarks/train_throughput.py --device cuda --precision fp32,bf16 \
-        --configs poyo-1.3M:32,poyo-1.3M:256,poyo-11.8M:8,poyo-11.8M:64
+    python benchmarks/train_throughput.py --device cuda --precision fp32,bf16 --configs poyo-1.3M:32,poyo-1.3M:256
 
 Each timed step draws a fresh batch of synthetic windows (~1.1k tokens: 100 units' delimiters
 plus ~900 spikes, log-normal spread; ~100 queries), the same batch for every contestant, and

@@ -34,6 +34,7 @@ from popdecode.data.session import sample_index
 from popdecode.evaluate.predict import predict_split
 from popdecode.train import setup
 
+
 def pseudo_labelled(model, meta: dict, session, pieces: Intervals, *, device="cpu", precision: str = "fp32"):
     """``session`` with the behaviour of its train split, outside ``pieces``, replaced by what
     ``model`` decodes there (in original units; see the module docstring).
