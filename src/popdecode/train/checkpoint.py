@@ -16,7 +16,9 @@ by :func:`popdecode.model.io.save_model`) and, in ``RUN/checkpoint/``, the lates
 The data order needs no saving: it is a pure function of (seed, epoch) and the position in
 the epoch. The model's dropout draws from torch's global generator, whose state is saved;
 so a run stopped after any step and resumed ends with the same weights, bit for bit, as
-one never stopped. The directory is written to a temporary sibling and renamed, so a crash
+one never stopped. Under ``torchrun`` (:mod:`popdecode.train.distributed`) rank 0 writes the
+checkpoint with every process's generator states (``rng/torch/rank{r}``), and each process
+restores its own. The directory is written to a temporary sibling and renamed, so a crash
 while saving leaves the previous checkpoint intact. Nothing is ever unpickled.
 """
 
@@ -67,15 +69,23 @@ def save_checkpoint(
     meta: dict,
     optimizer: torch.optim.Optimizer,
     progress: dict[str, Any],
+    rng: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write ``RUN/checkpoint/`` atomically (see the module docstring)."""
+    """Write ``RUN/checkpoint/`` atomically (see the module docstring).
+
+    ``rng``: the generator states to keep (default: this process's); several processes
+    pass :func:`popdecode.train.distributed.rng_states`.
+    """
     from popdecode.model.io import save_model
 
     tensors, groups = _optimizer_tensors(optimizer)
-    tensors["rng/torch"] = torch.get_rng_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng/cuda/{i}"] = s
+    if rng is None:
+        tensors["rng/torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng/cuda/{i}"] = s
+    else:
+        tensors.update(rng)
     with atomic_path(Path(run_dir) / CHECKPOINT_DIR) as tmp:
         tmp.mkdir()
         save_model(tmp, model, meta)
@@ -88,9 +98,14 @@ def has_checkpoint(run_dir: str | Path) -> bool:
 
 
 def load_checkpoint(
-    run_dir: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    run_dir: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0,
 ) -> dict[str, Any]:
-    """Restore weights, optimiser state and RNG states in place; return the progress dict."""
+    """Restore weights, optimiser state and RNG states in place; return the progress dict.
+
+    ``rank``: which process of a ``torchrun`` world this is. It restores its own generator
+    states where the checkpoint has them; a process the checkpoint knows nothing of (a
+    resume with more processes) keeps the generator its caller seeded.
+    """
     from popdecode.model.io import load_model
 
     ckpt = Path(run_dir) / CHECKPOINT_DIR
@@ -100,8 +115,15 @@ def load_checkpoint(
     progress = json.loads((ckpt / "state.json").read_text())
     tensors = load_file(str(ckpt / "optimizer.safetensors"))
     _load_optimizer(optimizer, tensors, progress.pop("param_groups"))
+    if f"rng/torch/rank{rank}" in tensors:
+        torch.set_rng_state(tensors[f"rng/torch/rank{rank}"])
+        if f"rng/cuda/rank{rank}" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors[f"rng/cuda/rank{rank}"])
+        return progress
+    if rank != 0:
+        return progress
     torch.set_rng_state(tensors["rng/torch"])
-    cuda_keys = sorted((k for k in tensors if k.startswith("rng/cuda/")), key=lambda k: int(k.rsplit("/", 1)[1]))
+    cuda_keys = sorted((k for k in tensors if k.startswith("rng/cuda/") and k.rsplit("/", 1)[1].isdigit()), key=lambda k: int(k.rsplit("/", 1)[1]))
     cuda_states = [tensors[k] for k in cuda_keys]
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states)

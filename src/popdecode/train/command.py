@@ -11,6 +11,11 @@ examples:
   popdecode train --data sim --preset poyo-1.3M --out runs/sim --epochs 50 --batch-size 32
   popdecode train --data store --sessions 'chewie*' --out runs/chewie --time-budget 10
   popdecode train --data sim --out runs/sim --resume      # continue an interrupted run
+
+several processes (GPUs of one machine, or several machines), data-parallel:
+  torchrun --standalone --nproc_per_node 4 -m popdecode train --data store --out runs/x --batch-size 128
+--batch-size is then the global batch (each process takes batch / processes); rank 0 validates
+and writes the run; the result is the run one process would make, up to rounding and dropout.
 """
 
 from __future__ import annotations
@@ -107,10 +112,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from popdecode.train import distributed
     from popdecode.train.trainer import train_from_scratch
 
     config = config_from_args(args)
     result = train_from_scratch(config, args.out, resume=args.resume)
+    if not distributed.from_env().is_main:
+        return 0  # rank 0 reports
     best = result["best_valid_r2"]
     best_text = "n/a (no valid split)" if best is None else f"{best:.4f} (epoch {result['best_epoch'] + 1})"
     print(f"trained {result['steps']} steps in {result['elapsed_s']:.0f} s; best valid R^2 {best_text}")

@@ -23,6 +23,10 @@ The loop, read top-down:
    batches), a progress bar, optional TensorBoard. A time budget stops the run cleanly
    after the step in flight.
 
+Under ``torchrun`` the same loop runs in every process, data-parallel, and makes the run one
+process would make (:mod:`popdecode.train.distributed` says how); rank 0 alone validates and
+writes.
+
 Adaptation is ``fit`` with ``trainable=[...]`` (everything else gets no gradient and stays
 bit-for-bit frozen) and ``row_masks={"unit_vocab.weight": rows_that_may_change, ...}``:
 the other rows of those tables get a zero gradient and the optimiser's sparse-rows rule
@@ -49,7 +53,7 @@ from popdecode.tokenize.batch import Batch
 from popdecode.tokenize.collate import collate
 from popdecode.tokenize.dataset import WindowDataset
 from popdecode.tokenize.sampler import TrainWindowSampler
-from popdecode.train import setup
+from popdecode.train import distributed, setup
 from popdecode.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from popdecode.train.config import TrainConfig
 from popdecode.train.lamb import build_optimizer
@@ -75,14 +79,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def weighted_mse(predictions: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
-    """Sum over readouts of sum(w * mse) / sum(w); readouts with no weight are skipped."""
+def weighted_mse(predictions: dict[str, torch.Tensor], batch: Batch,
+                 totals: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Sum over readouts of sum(w * mse) / sum(w); readouts with no weight are skipped.
+
+    ``totals``: each readout's sum(w) over a larger batch that this one is a shard of
+    (several processes, :func:`popdecode.train.distributed.weight_totals`); default: this
+    batch's own.
+    """
     total = None
     for name, t in batch.targets.items():
         if name not in predictions:
             continue
         w = t.weights
-        w_sum = w.sum()
+        w_sum = w.sum() if totals is None else totals[name]
         if float(w_sum) <= 0:
             continue
         mse = (predictions[name].float() - t.values).pow(2).mean(dim=-1)
@@ -202,6 +212,8 @@ def fit(
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    world = distributed.from_env()  # several processes under torchrun, else a world of one
+    device, created_group = distributed.start(world, device)  # under torchrun on CUDA: GPU LOCAL_RANK
     if resume and not has_checkpoint(out_dir):
         raise UserError(f"nothing to resume in {out_dir}: no checkpoint/state.json there; drop --resume to start a new run")
     if not resume and has_checkpoint(out_dir):
@@ -226,6 +238,9 @@ def fit(
         external = [p for p in trainable if id(p) not in inside]
         if external and resume:
             raise UserError("this run trains weights outside the model (mixtures of rows) and cannot be resumed")
+        if external and world.distributed:
+            raise UserError("this run trains weights outside the model (mixtures of rows); run it as one process, not under torchrun")
+    B = distributed.local_batch_size(config.batch_size, world)  # this process's share of the batch
     masks = {}
     for name, rows in (row_masks or {}).items():
         if name not in named:
@@ -240,40 +255,46 @@ def fit(
     train_tok = setup.make_tokenizer(model, sessions, meta, train=True, unit_dropout=config.unit_dropout,
                                      loss_weights=config.loss_weights, window_length=window_length)
     eval_tok = setup.make_tokenizer(model, sessions, meta, train=False, window_length=window_length)
-    sampler = TrainWindowSampler(intervals=[s.split("train") for s in sessions],
-                                 window_length=window_length, seed=config.seed)
+    sampler = TrainWindowSampler(intervals=[s.split("train") for s in sessions], window_length=window_length,
+                                 seed=config.seed, rank=world.rank, world_size=world.size, pad=world.distributed)
     if sampler.total_windows == 0:
         raise UserError(
             f"no training windows: no train interval of the selected sessions lasts {window_length:g} s; "
             "check the splits (popdecode inspect)"
         )
     dataset = WindowDataset(sessions, train_tok, windows=sampler, seed=config.seed, train=True)
-    B = config.batch_size
     steps_per_epoch = math.ceil(len(sampler) / B)
     total_steps = config.epochs * steps_per_epoch
 
     # -- where we stand (everything above may refuse the run; nothing is written before) ----
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / CONFIG_FILE, config.to_dict())
+    if world.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / CONFIG_FILE, config.to_dict())
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": None, "best_epoch": None,
              "best_valid": {}, "elapsed_s": 0.0, "log": [],
              "epoch_loss_sum": 0.0, "epoch_windows": 0, "epoch_train_s": 0.0, "epoch_data_s": 0.0}
+    torch.manual_seed(config.seed + world.rank)  # dropout stream (a checkpoint's replaces it)
     if resume:
-        state.update(load_checkpoint(out_dir, model=model, optimizer=optimizer))
-    else:
-        torch.manual_seed(config.seed)  # dropout stream
+        state.update(load_checkpoint(out_dir, model=model, optimizer=optimizer, rank=world.rank))
     log_rows: list[dict] = state["log"]
+    net = distributed.wrap(model, world, device)  # what the steps call
 
-    writer = None if summary_writer is None else summary_writer(str(out_dir / "tensorboard"))
+    writer = None if summary_writer is None or not world.is_main else summary_writer(str(out_dir / "tensorboard"))
     budget_s = None if config.time_budget_min is None else 60.0 * config.time_budget_min
     clock0 = time.perf_counter() - state["elapsed_s"]  # total training time, over resumes
     started = time.perf_counter()  # the time budget counts this invocation only
-    bar = progress(total=total_steps, initial=state["global_step"], desc="train", unit="step")
+    bar = progress(total=total_steps, initial=state["global_step"], desc="train", unit="step",
+                   **({} if world.is_main else {"disable": True}))
     stopped = None
 
     def snapshot() -> dict:
         state["elapsed_s"] = time.perf_counter() - clock0
         return {k: v for k, v in state.items()}
+
+    def checkpoint() -> None:
+        rng = distributed.rng_states(world, device)  # every process takes part
+        if world.is_main:
+            save_checkpoint(out_dir, model=model, meta=meta, optimizer=optimizer, progress=snapshot(), rng=rng)
 
     def save_best(valid: dict[str, float], epoch: int) -> None:
         score_ = selection_score(valid)
@@ -284,6 +305,8 @@ def fit(
             state["best_epoch"] = epoch
             # JSON has no infinities: a session whose R^2 is undefined is stored as null.
             state["best_valid"] = {k: (v if math.isfinite(v) else None) for k, v in valid.items()}
+            if not world.is_main:
+                return
             from popdecode.model.io import save_model
 
             save_model(out_dir, model, {**meta, "best": {"epoch": epoch, "step": state["global_step"],
@@ -311,12 +334,17 @@ def fit(
                 lr = lr_at(state["global_step"], total_steps, config.peak_lr)
                 for g in optimizer.param_groups:
                     g["lr"] = lr
+                totals = distributed.weight_totals(batch, model.readout_names, world, device)
                 with autocast(device, config.precision):
-                    preds = model(batch)
-                loss = weighted_mse(preds, batch)
+                    preds = net(batch)
+                mse = weighted_mse(preds, batch, totals)
+                # Gradients are averaged over the processes: each one's share counts N times.
+                loss = mse * world.size
+                extra = None
                 if extra_loss is not None:
                     with autocast(device, config.precision):
-                        loss = loss + extra_loss(model, device)
+                        extra = extra_loss(model, device)
+                    loss = loss + extra
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 for name, rows in masks.items():
@@ -325,12 +353,15 @@ def fit(
                         grad[~rows] = 0
                 optimizer.step()
 
-                loss_value = float(loss.detach())
+                now = time.perf_counter()
+                over_budget = budget_s is not None and now - started >= budget_s
+                # One all-reduce: the whole step's loss, and whether any process ran out of time.
+                mse_value, over_votes = distributed.all_sum([float(mse.detach()), float(over_budget)], world, device)
+                loss_value = mse_value + (0.0 if extra is None else float(extra.detach()))
                 state["global_step"] += 1
                 state["step_in_epoch"] += 1
-                state["epoch_loss_sum"] += loss_value * batch.size
-                state["epoch_windows"] += batch.size
-                now = time.perf_counter()
+                state["epoch_loss_sum"] += loss_value * batch.size * world.size
+                state["epoch_windows"] += batch.size * world.size
                 state["epoch_train_s"] += now - tick
                 tick = now
                 train_s = state["epoch_train_s"]
@@ -341,21 +372,22 @@ def fit(
                 if writer is not None:
                     writer.add_scalar("train/loss", loss_value, state["global_step"])
                     writer.add_scalar("train/lr", lr, state["global_step"])
-                if budget_s is not None and now - started >= budget_s:
+                if over_votes > 0:
                     stopped = "time budget"
                 elif config.max_steps is not None and state["global_step"] >= config.max_steps:
                     stopped = "max steps"
                 if stopped is not None:
                     break
                 if config.checkpoint_every_steps and state["global_step"] % config.checkpoint_every_steps == 0:
-                    save_checkpoint(out_dir, model=model, meta=meta, optimizer=optimizer, progress=snapshot())
+                    checkpoint()
                     tick = time.perf_counter()  # saving is not training time
 
             finished = state["step_in_epoch"] >= steps_per_epoch
             last = epoch + 1 >= config.epochs
             valid = None
             if (finished and ((epoch + 1) % config.eval_every == 0 or last)) or stopped is not None:
-                valid = validate(model, sessions, eval_tok, meta, config, device)
+                valid = validate(model, sessions, eval_tok, meta, config, device) if world.is_main else None
+                valid = distributed.broadcast(valid, world)
                 save_best(valid, epoch)
             row = {
                 "epoch": epoch + 1 if finished else epoch + state["step_in_epoch"] / steps_per_epoch,
@@ -370,19 +402,24 @@ def fit(
             row["data_share"] = state["epoch_data_s"] / max(state["epoch_train_s"], 1e-9)
             row["elapsed_s"] = time.perf_counter() - clock0
             log_rows.append(row)
-            _write_log(out_dir / LOG_FILE, log_rows)
+            if world.is_main:
+                _write_log(out_dir / LOG_FILE, log_rows)
             if writer is not None and valid and math.isfinite(row["valid_r2"]):
                 writer.add_scalar("valid/r2", row["valid_r2"], state["global_step"])
             if finished:
                 state.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_windows=0,
                              epoch_train_s=0.0, epoch_data_s=0.0)
-            save_checkpoint(out_dir, model=model, meta=meta, optimizer=optimizer, progress=snapshot())
+            checkpoint()
+        distributed.finish(world, created_group)
+        created_group = False
     finally:
         bar.close()
         if writer is not None:
             writer.close()
         if config.compile:
             model.train_eagerly()  # the caller gets a plain model back
+        if created_group:  # leaving on an error: no barrier, the other processes may be gone
+            torch.distributed.destroy_process_group()
 
     return {
         "best_valid_r2": state["best_score"],
