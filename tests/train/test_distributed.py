@@ -41,7 +41,7 @@ def _worker(rank: int, world_size: int, port: int, cfg: TrainConfig, out_dir: st
     model, meta = build_model(cfg, sessions)
     out = fit(model, sessions, cfg, out_dir, meta=meta, resume=resume)
     with open(f"{report}.rank{rank}.json", "w") as f:
-        json.dump({k: out[k] for k in ("steps", "best_valid_r2", "best_epoch", "stopped")}, f)
+        json.dump({k: out[k] for k in ("steps", "best_valid_r2", "best_epoch", "stopped", "valid_r2")}, f)
 
 
 def run_processes(cfg: TrainConfig, out_dir, tmp_path, *, resume: bool = False, world_size: int = 2) -> list[dict]:
@@ -85,6 +85,8 @@ def test_two_processes_make_the_run_one_process_makes(tmp_path):
 
     assert reports[0] == reports[1]  # every process took the same decisions
     assert reports[0]["steps"] == one["steps"] == 6 and reports[0]["stopped"] == "max steps"
+    # Each process scored one of the two sessions; together they are one process's scores.
+    assert reports[0]["valid_r2"] == pytest.approx(one["valid_r2"], abs=1e-4)
     assert reports[0]["best_valid_r2"] == pytest.approx(one["best_valid_r2"], abs=1e-4)
     w1, w2 = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert w1.keys() == w2.keys()

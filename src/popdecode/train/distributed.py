@@ -21,10 +21,11 @@ would make:
   order of floating-point sums.
 - **The rest** is identical on every process (initial weights, gradients, optimiser steps),
   except the dropout stream: process r seeds torch with ``seed + r`` (rank 0 draws what a
-  single process draws). Rank 0 alone validates, writes the model, log and checkpoint, and
-  shows the progress bar; its validation result is broadcast, so every process takes the
-  same decisions (best epoch, early stop). The checkpoint keeps every process's
-  random-number state: resuming with the same N continues bit for bit.
+  single process draws). Validation is shared: process r scores sessions r, r + N, ... and
+  the scores are gathered, so every process takes the same decisions (best epoch). Rank 0
+  alone writes the model, log and checkpoint and shows the progress bar. A time budget stops
+  every process after the same step (any process out of time stops them all). The checkpoint
+  keeps every process's random-number state: resuming with the same N continues bit for bit.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ import torch.distributed as dist
 
 from popdecode.errors import UserError
 
-# Rank 0 validates while the others wait in a collective; the default 10-30 min timeout
-# would kill a run whose validation split is large.
+# Processes wait for each other in a collective while rank 0 writes checkpoints and while
+# validation shares are uneven; the default 10-30 min timeout could kill a large run.
 COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
 
 
@@ -128,13 +129,13 @@ def weight_totals(batch, names: list[str], world: World, device: torch.device) -
     return dict(zip(names, t.float()))
 
 
-def broadcast(obj, world: World):
-    """Rank 0's ``obj`` on every process."""
+def merge(part: dict, world: World) -> dict:
+    """The union of every process's ``part`` (each process validates its share of sessions)."""
     if not world.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+        return part
+    parts: list = [None] * world.size
+    dist.all_gather_object(parts, part)
+    return {k: v for p in parts for k, v in p.items()}
 
 
 def rng_states(world: World, device: torch.device) -> dict[str, torch.Tensor] | None:

@@ -24,8 +24,8 @@ The loop, read top-down:
    after the step in flight.
 
 Under ``torchrun`` the same loop runs in every process, data-parallel, and makes the run one
-process would make (:mod:`popdecode.train.distributed` says how); rank 0 alone validates and
-writes.
+process would make (:mod:`popdecode.train.distributed` says how); the processes share the
+validation, and rank 0 alone writes.
 
 Adaptation is ``fit`` with ``trainable=[...]`` (everything else gets no gradient and stays
 bit-for-bit frozen) and ``row_masks={"unit_vocab.weight": rows_that_may_change, ...}``:
@@ -386,8 +386,10 @@ def fit(
             last = epoch + 1 >= config.epochs
             valid = None
             if (finished and ((epoch + 1) % config.eval_every == 0 or last)) or stopped is not None:
-                valid = validate(model, sessions, eval_tok, meta, config, device) if world.is_main else None
-                valid = distributed.broadcast(valid, world)
+                # Each process scores its share of the sessions (all of them in a world of one).
+                mine = validate(model, sessions[world.rank :: world.size], eval_tok, meta, config, device)
+                merged = distributed.merge(mine, world)
+                valid = {s.id: merged[s.id] for s in sessions if s.id in merged}
                 save_best(valid, epoch)
             row = {
                 "epoch": epoch + 1 if finished else epoch + state["step_in_epoch"] / steps_per_epoch,
