@@ -16,7 +16,8 @@ several processes (GPUs of one machine, or several machines), data-parallel:
   torchrun --standalone --nproc_per_node 4 -m popdecode train --data store --out runs/x --batch-size 128
 --batch-size is then the global batch (each process takes batch / processes); the processes
 share the validation and rank 0 writes the run; the result is the run one process would make,
-up to rounding and dropout.
+up to rounding and dropout. Across machines (torchrun --nnodes ... --rdzv-endpoint ...), --data
+must be readable and --out shared by every machine (--resume reads the checkpoint everywhere).
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
     torchrun --standalone --nproc_per_node 4 -m popdecode train --data store --out runs/x --batch-size 128
 
+(Across machines, torchrun's ``--nnodes`` and ``--rdzv-endpoint``; every machine must read the
+store, and the run directory must be shared, since a resumed run reads its checkpoint in every
+process.)
+
 Every process holds a replica of the model; DistributedDataParallel averages their gradients
 in every backward pass. What each process does, and why the run is the one a single process
 would make:
