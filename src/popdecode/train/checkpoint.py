@@ -123,8 +123,10 @@ def load_checkpoint(
     if rank != 0:
         return progress
     torch.set_rng_state(tensors["rng/torch"])
-    cuda_keys = sorted((k for k in tensors if k.startswith("rng/cuda/") and k.rsplit("/", 1)[1].isdigit()), key=lambda k: int(k.rsplit("/", 1)[1]))
-    cuda_states = [tensors[k] for k in cuda_keys]
+    # A single process's states, one per device: rng/cuda/0, rng/cuda/1, ...
+    devices = sorted(int(k.rsplit("/", 1)[1]) for k in tensors
+                     if k.startswith("rng/cuda/") and k.rsplit("/", 1)[1].isdigit())
+    cuda_states = [tensors[f"rng/cuda/{i}"] for i in devices]
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states)
     return progress

@@ -239,7 +239,8 @@ def fit(
         if external and resume:
             raise UserError("this run trains weights outside the model (mixtures of rows) and cannot be resumed")
         if external and world.distributed:
-            raise UserError("this run trains weights outside the model (mixtures of rows); run it as one process, not under torchrun")
+            raise UserError("this run trains weights outside the model (mixtures of rows); "
+                            "run it as one process, not under torchrun")
     B = distributed.local_batch_size(config.batch_size, world)  # this process's share of the batch
     masks = {}
     for name, rows in (row_masks or {}).items():
