@@ -12,6 +12,7 @@ import numpy as np
 
 from popdecode.data.intervals import Intervals
 from popdecode.data.session import Series, Session
+from popdecode.train.config import TrainConfig
 
 
 def easy_session(sid: str, *, seed: int, units: int = 12, seconds: float = 60.0, trial: float = 3.0) -> Session:
@@ -58,3 +59,9 @@ def easy_sessions(n: int = 2, **kwargs) -> list[Session]:
 # A model small enough to train in a few seconds on one core.
 TINY_MODEL = dict(dim=32, depth=1, num_latents_per_step=4, cross_heads=1, self_heads=1, dim_head=16,
                   ffn_dropout=0.0, lin_dropout=0.0, atn_dropout=0.0)
+
+
+def tiny_config(**kw) -> TrainConfig:
+    """A training configuration of :data:`TINY_MODEL` on :func:`easy_sessions` (2 epochs of batch 8)."""
+    kw.setdefault("model_overrides", dict(TINY_MODEL))
+    return TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 3e-3, "seed": 0, **kw})

@@ -18,13 +18,9 @@ from popdecode.train import distributed
 from popdecode.train.config import TrainConfig
 from popdecode.train.trainer import build_model, fit
 from train.easy_data import TINY_MODEL, easy_sessions
+from train.easy_data import tiny_config as config
 
 WITH_DROPOUT = {**TINY_MODEL, "ffn_dropout": 0.2, "lin_dropout": 0.2, "atn_dropout": 0.2}
-
-
-def config(**kw) -> TrainConfig:
-    kw.setdefault("model_overrides", dict(TINY_MODEL))
-    return TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 3e-3, "seed": 0, "eval_every": 1, **kw})
 
 
 def _free_port() -> int:

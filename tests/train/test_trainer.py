@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 from popdecode.errors import UserError
 from popdecode.model.io import load_model
 from popdecode.train import setup
-from popdecode.train.config import TrainConfig
 from popdecode.train.trainer import build_model, fit
 from train.easy_data import TINY_MODEL, easy_sessions
+from train.easy_data import tiny_config as config
 
 
 @pytest.fixture(autouse=True)
@@ -29,11 +29,6 @@ def one_thread():
 @pytest.fixture(scope="module")
 def sessions():
     return easy_sessions(2)
-
-
-def config(**kw) -> TrainConfig:
-    kw.setdefault("model_overrides", dict(TINY_MODEL))
-    return TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 3e-3, "seed": 0, **kw})
 
 
 def test_training_learns_and_writes_the_run(sessions, tmp_path):
