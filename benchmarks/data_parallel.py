@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import poyo_bench as pb  # noqa: E402
 
 from popdecode.train import distributed  # noqa: E402
+from popdecode.utils.progress import progress  # noqa: E402
 
 
 def worker(args) -> None:
@@ -115,9 +116,9 @@ def main(argv=None) -> int:
           f"{args.warmup} warm-up, median; runs alternate {args.repeats} times")
     models = ["popdecode", "torch-brain"] if args.reference else ["popdecode"]
     rows = []
-    for i in range(args.repeats):
-        for model in models:
-            rows.append((i + 1, model, launch(args, model, 1, args.threads), launch(args, model, args.nproc, per_process)))
+    runs = [(i + 1, model) for i in range(args.repeats) for model in models]
+    for i, model in progress(runs, desc="runs", leave=False):
+        rows.append((i, model, launch(args, model, 1, args.threads), launch(args, model, args.nproc, per_process)))
     t0 = time.strftime("%H:%M UTC", time.gmtime())
     print(f"| run ({t0}) | model | 1 process x {args.threads} threads, windows/s | {args.nproc} processes x "
           f"{per_process} thread{'s' if per_process > 1 else ''}, windows/s | processes/threads |")
