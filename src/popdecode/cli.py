@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("popdecode.evaluate.command", "per-session R^2 of a trained model on a split"),
     "adapt": ("popdecode.adapt.command", "adapt a trained model to a new session from a few trials"),
     "baseline": ("popdecode.baselines.command", "Wiener filter, MLP or GRU on binned spike counts"),
+    "serve": ("popdecode.serve.command", "decode a live LSL spike stream in real time and push behaviour to LSL"),
+    "replay": ("popdecode.serve.replay", "stream a recorded session's spikes and behaviour over LSL in real time"),
     "report": ("popdecode.report.command", "write a self-contained HTML report of a run"),
     "quickstart": ("popdecode.quickstart", "simulate, pretrain, adapt, compare and report in minutes"),
     "convert-torch-brain": ("popdecode.model.convert", "turn a torch-brain POYO checkpoint into a popdecode run"),

@@ -52,6 +52,14 @@ def sample_index(recorded: np.ndarray, timestamps: np.ndarray, *, tolerance: flo
     return np.where(np.abs(ts[nearest] - t) <= tolerance, nearest, -1).astype(np.int64)
 
 
+def values_at(series, timestamps: np.ndarray) -> np.ndarray:
+    """float32 [len(timestamps), D]: the recorded values of ``series`` at ``timestamps`` (the
+    sample :func:`sample_index` matches), NaN rows where no sample lies within its tolerance."""
+    index = sample_index(series.timestamps, timestamps)
+    values = np.asarray(series.values, dtype=np.float32)[np.maximum(index, 0)]
+    return np.where((index >= 0)[:, None], values, np.float32(np.nan))
+
+
 @dataclass
 class Series:
     """A behaviour time series: ``values[i]`` was sampled at ``timestamps[i]`` seconds."""

@@ -9,6 +9,9 @@
 4. R^2 per (session, readout) over the samples in the eval mask (e.g. the reach period),
    averaged over output dimensions (:func:`~popdecode.evaluate.metrics.r2_score`).
 
+``causal=True`` replaces steps 1-3 with what a live decoder does: one window per sample,
+ending at it, answered at the window's end (:mod:`popdecode.tokenize.causal`).
+
 Used by the trainer (validation after each epoch) and by ``popdecode evaluate``.
 """
 
@@ -22,6 +25,7 @@ import torch
 
 from popdecode.evaluate.metrics import r2_score
 from popdecode.evaluate.results import ResultRow
+from popdecode.tokenize.causal import causal_windows
 from popdecode.tokenize.collate import collate
 from popdecode.tokenize.dataset import WindowDataset
 from popdecode.tokenize.sampler import EvalWindowSampler
@@ -50,16 +54,21 @@ def predict_split(
     precision: str = "fp32",
     num_workers: int = 0,
     desc: str | None = None,
+    causal: bool = False,
 ) -> dict[tuple[str, str], Stitched]:
     """Stitched predictions of every (session, readout) on ``split``, in original units.
 
     Every sample inside the split's intervals is returned with its eval mask (R^2 counts
     only the masked ones). Sessions with an empty split are absent from the result.
+    ``causal``: every sample from the one window that ends at it (no stitching).
     """
     device = torch.device(device)
     intervals = [s.split(split) for s in sessions]
-    sampler = EvalWindowSampler(intervals=intervals, window_length=tokenizer.config.window_length, step=0.5)
-    windows = sampler.windows
+    length = tokenizer.config.window_length
+    if causal:
+        windows = causal_windows(sessions, intervals, tokenizer.session_readouts, window_length=length)
+    else:
+        windows = EvalWindowSampler(intervals=intervals, window_length=length, step=0.5).windows
     stitcher = Stitcher(
         intervals={s.id: iv for s, iv in zip(sessions, intervals)}, normalization=normalization
     )

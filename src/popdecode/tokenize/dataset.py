@@ -2,7 +2,8 @@
 
 :class:`WindowDataset` maps an item to a :class:`TokenizedWindow`. Two ways to index it:
 
-- an integer ``i``: the i-th window of a fixed list (evaluation: ``list(EvalWindowSampler)``);
+- an integer ``i``: the i-th window of a fixed list (evaluation: ``list(EvalWindowSampler)``,
+  or :func:`~popdecode.tokenize.causal.causal_windows`, whose items also name the times to answer);
 - a key ``(session_index, t0, epoch, position)`` as yielded by :meth:`WindowDataset.keys`
   (training with a :class:`TrainWindowSampler`).
 
@@ -47,8 +48,8 @@ class WindowDataset(torch.utils.data.Dataset):
         sessions: the sessions, in the order the windows' ``session_index`` refers to
             (in-memory :class:`~popdecode.data.session.Session` or store sessions).
         tokenizer: the model's :class:`Tokenizer`.
-        windows (keyword-only): a list of ``(session_index, t0)`` or a
-            :class:`TrainWindowSampler`.
+        windows (keyword-only): a list of ``(session_index, t0)`` (or ``(session_index, t0,
+            queries)``, see :meth:`Tokenizer.__call__`), or a :class:`TrainWindowSampler`.
         seed: seeds unit dropout, together with the epoch and the window's position.
         train: apply the training augmentation (unit dropout, when the tokenizer's config
             enables it). Evaluation windows are deterministic.
@@ -72,7 +73,7 @@ class WindowDataset(torch.utils.data.Dataset):
             self.windows = None
         else:
             self.sampler = None
-            self.windows = [(int(s), float(t)) for s, t in windows]
+            self.windows = [(int(w[0]), float(w[1]), w[2] if len(w) > 2 else None) for w in windows]
 
     def __len__(self) -> int:
         return len(self.sampler) if self.sampler is not None else len(self.windows)
@@ -97,8 +98,8 @@ class WindowDataset(torch.utils.data.Dataset):
             epoch = self.sampler.epoch
             session_index, t0, position = self.sampler.window_at(int(item), epoch)
         else:
-            session_index, t0 = self.windows[int(item)]
-            epoch, position = 0, int(item)
+            session_index, t0, queries = self.windows[int(item)]
+            return self.tokenizer(self.sessions[session_index], t0, rng=self.rng_for(0, int(item)), queries=queries)
         return self.tokenizer(self.sessions[int(session_index)], float(t0), rng=self.rng_for(epoch, position))
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from popdecode.data.session import values_at
 from popdecode.errors import UserError
 from popdecode.tokenize.batch import SPIKE, UNIT_END, UNIT_START, ReadoutTargets, TokenizedWindow
 from popdecode.tokenize.unit_dropout import keep_units
@@ -97,7 +98,16 @@ class Tokenizer:
             self.session_readouts[sid] = sorted(names, key=self.readout_index.__getitem__)
 
     # ------------------------------------------------------------------------------------
-    def __call__(self, session, t0: float, *, rng: np.random.Generator | None = None) -> TokenizedWindow:
+    def __call__(self, session, t0: float, *, rng: np.random.Generator | None = None,
+                 queries: dict[str, np.ndarray] | None = None) -> TokenizedWindow:
+        """The tokens of the window [t0, t0 + window_length) of ``session``.
+
+        ``queries``: readout -> absolute times to answer instead of the behaviour samples
+        inside the window (causal evaluation asks for the sample at the window's end, which a
+        half-open window does not contain). Targets come from the recorded sample at each
+        time (NaN, so weight 0 and out of R^2, where there is none); readouts not listed get
+        no queries.
+        """
         cfg = self.config
         sid = session.id
         if sid not in self.unit_rows or sid not in self.session_rows:
@@ -107,9 +117,14 @@ class Tokenizer:
         if len(rows) != num_units:
             raise UserError(f"session '{sid}' has {num_units} units but the model maps {len(rows)}; re-register the session")
         names = self.session_readouts.get(sid, [])
+        if queries is not None:
+            unknown = [n for n in queries if n not in names]
+            if unknown:
+                raise UserError(f"session '{sid}' does not supervise {unknown}; it decodes {names}")
+            names = [n for n in names if n in queries]
         length = float(cfg.window_length)
         t0 = float(t0)
-        win = session.window(t0, t0 + length, series=names)
+        win = session.window(t0, t0 + length, series=[] if queries is not None else names)
 
         # -- which units this window sees ------------------------------------------------
         spike_units = win.spike_units
@@ -152,9 +167,13 @@ class Tokenizer:
         intervals = session.intervals
         eval_set = intervals.get("eval")
         for name in names:
-            times, values = win.series[name]
+            if queries is None:
+                times, values = win.series[name]
+                absolute = times + t0
+            else:
+                absolute = np.asarray(queries[name], dtype=np.float64).reshape(-1)
+                times, values = absolute - t0, values_at(session.series[name], absolute)
             m = len(times)
-            absolute = times + t0
             finite = np.isfinite(values).all(axis=1)
             mean, std = self.normalization[name]
             normed = (values.astype(np.float32) - mean) / std
