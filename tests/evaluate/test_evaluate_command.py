@@ -116,3 +116,34 @@ def test_help_mentions_split_and_outputs(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--split" in out and "predictions_<split>.h5" in out
+
+
+def test_causal_scores_the_same_samples_from_windows_ending_at_them(trained, capsys):
+    root, sessions = trained
+    run, store = str(root / "run"), str(root / "store")
+    assert main(["evaluate", run, "--data", store]) == 0
+    assert main(["evaluate", run, "--data", store, "--causal"]) == 0
+    capsys.readouterr()
+    usual = {r["session"]: r for r in csv.DictReader(open(root / "run" / "results_test.csv"))}
+    causal = {r["session"]: r for r in csv.DictReader(open(root / "run" / "results_test_causal.csv"))}
+    assert {r["method"] for r in causal.values()} == {"poyo-causal"}
+    assert all(causal[s]["n_timestamps"] == usual[s]["n_timestamps"] for s in usual)
+    # one prediction by hand: the model on the raw spikes of [t - 1, t), asked at the window's end
+    from popdecode.model.io import load_model
+    from popdecode.train.setup import normalization_from_meta
+
+    model, meta = load_model(run)
+    item = {it.session: it for it in read_predictions(root / "run" / "predictions_test_causal.h5")}["easy-1"]
+    s = sessions[1]
+    t = item.timestamps[item.eval_mask][17]
+    on = (s.spike_times >= t - 1.0) & (s.spike_times < t)
+    rows = torch.from_numpy(model.unit_vocab.index([f"easy-1/{u}" for u in s.unit_ids]))
+    units = torch.cat([rows.repeat_interleave(2), rows[torch.from_numpy(s.spike_units[on])]])
+    types = torch.cat([torch.tensor([1, 2]).repeat(len(rows)), torch.zeros(int(on.sum()), dtype=torch.int64)])
+    times = torch.cat([torch.tensor([0.0, 1.0]).repeat(len(rows)), torch.from_numpy((s.spike_times[on] - (t - 1.0)).astype(np.float32))])
+    with torch.no_grad():
+        y = model.decode_window(input_units=units, input_types=types, input_times=times,
+                                session_index=int(model.session_vocab.index(["easy-1"])[0]),
+                                output_times=torch.tensor([1.0]))[0].numpy()
+    mean, std = normalization_from_meta(meta)["hand_vel"]
+    np.testing.assert_allclose(item.prediction[item.eval_mask][17], y * std + mean, rtol=1e-4, atol=1e-4)

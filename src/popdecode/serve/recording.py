@@ -8,8 +8,8 @@ of ``popdecode replay``'s behaviour stream: 1 where ``popdecode evaluate`` would
 Scoring (:meth:`Recording.score`): decoded samples come at the serving rate (50 Hz), true
 samples at the recording's own times. Each true sample flagged for evaluation gets the decoded
 value linearly interpolated between the two ticks around it, when both exist and lie at most
-1.5 ticks apart (a gap while the input was lost is not bridged); R^2 is computed over those
-samples, as ``evaluate`` does (mean over dimensions).
+0.25 s apart (a skipped tick is bridged, a gap while the input was lost is not); R^2 is
+computed over those samples, as ``evaluate`` does (mean over dimensions).
 
 Files are HDF5 (``decoded/*``, ``truth/*``, attributes for the run), written to a temporary
 file and renamed.
@@ -71,7 +71,7 @@ class Recording:
         return t[order], v[order]
 
     # -- scoring --------------------------------------------------------------------------
-    def matched(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def matched(self, *, max_gap: float = 0.25) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(times, true values, decoded values interpolated at them) of the flagged samples."""
         t_dec, dec = self.ticks["time"], self.decoded
         t_true, truth = self.truth
@@ -83,8 +83,7 @@ class Recording:
         right = np.searchsorted(t_dec, t_true, side="left")
         inside = (right > 0) & (right < len(t_dec))
         r, l_ = np.clip(right, 1, len(t_dec) - 1), np.clip(right - 1, 0, len(t_dec) - 2)
-        period = np.median(np.diff(t_dec))
-        close = inside & (t_dec[r] - t_dec[l_] <= 1.5 * period)
+        close = inside & (t_dec[r] - t_dec[l_] <= max_gap)
         keep = flagged & close
         pred = np.stack([np.interp(t_true[keep], t_dec, dec[:, d]) for d in range(dec.shape[1])], axis=1)
         return t_true[keep], truth[keep, :-1], pred

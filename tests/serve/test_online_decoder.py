@@ -1,0 +1,87 @@
+"""OnlineDecoder: the tokens and predictions of offline causal evaluation, from a messy stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from popdecode.errors import UserError
+from popdecode.evaluate.predict import predict_split
+from popdecode.serve.online_decoder import OnlineDecoder
+from popdecode.train import setup
+from serve.serve_helpers import model_and_session, stream_order
+
+
+@pytest.fixture(scope="module")
+def parts():
+    torch.set_num_threads(1)
+    return model_and_session()
+
+
+def decoder(parts, **kw):
+    model, meta, session = parts
+    return OnlineDecoder(model, session.id, normalization=setup.normalization_from_meta(meta),
+                         session_readouts=meta["session_readouts"], **kw)
+
+
+def test_tokens_are_the_tokenizers(parts):
+    model, meta, session = parts
+    dec = decoder(parts)
+    dec.push(session.spike_times, session.spike_units)
+    tok = setup.make_tokenizer(model, [session], meta, train=False)
+    for t in (1.0, 7.3, 12.55, 29.99):
+        units, types, times = dec.tokens(t)
+        ref = tok(session, t - 1.0)
+        np.testing.assert_array_equal(units, ref.input_units)
+        np.testing.assert_array_equal(types, ref.input_types)
+        np.testing.assert_allclose(times, ref.input_times, atol=1e-6)
+
+
+def test_decode_equals_causal_evaluation(parts):
+    """decode(t) on a stream against `evaluate --causal` (batched, padded forward) at the same samples."""
+    model, meta, session = parts
+    tok = setup.make_tokenizer(model, [session], meta, train=False)
+    offline = predict_split(model, [session], tok, split="test", normalization=setup.normalization_from_meta(meta),
+                            batch_size=16, causal=True)[(session.id, "hand_vel")]
+    dec = decoder(parts)
+    for times, units in stream_order(session, chunks=300):
+        dec.push(times, units)
+    # the stream has been delivered in full: decode the test samples in time order
+    pick = np.linspace(0, len(offline.timestamps) - 1, 40).astype(int)
+    live = np.stack([dec.decode(t) for t in offline.timestamps[pick]])
+    np.testing.assert_allclose(live, offline.predictions[pick], rtol=1e-4, atol=1e-4)
+    assert sum(dec.dropped.values()) == 0
+
+
+def test_bad_spikes_are_dropped_and_counted_not_raised(parts):
+    model, meta, session = parts
+    clean, messy = decoder(parts), decoder(parts)
+    clean.push(session.spike_times, session.spike_units)
+    n = len(session.spike_times)
+    times = np.concatenate([session.spike_times, session.spike_times[:50], [np.nan, np.inf, 3.0, 3.0]])
+    units = np.concatenate([session.spike_units, session.spike_units[:50], [0, 1, 99, -1]])
+    assert messy.push(times, units) == n
+    assert messy.dropped == {"unknown_unit": 2, "invalid_time": 2, "too_old": 0, "duplicate": 50, "overflow": 0}
+    np.testing.assert_array_equal(messy.decode(20.0), clean.decode(20.0))
+    # once 20.0 is decoded, a spike from before 19.0 can no longer enter any window
+    assert messy.push([5.0, 19.5], [0, 0]) == 1 and messy.dropped["too_old"] == 1
+    assert messy.received == len(times) + 2
+
+
+def test_a_burst_beyond_the_buffer_drops_the_oldest(parts):
+    model, meta, session = parts
+    dec = decoder(parts, capacity=500)
+    burst = np.sort(np.random.default_rng(1).uniform(9.0, 10.0, 5000))  # ~10x a window's spikes
+    dec.push(burst, np.zeros(5000, dtype=np.int64))
+    assert dec.dropped["overflow"] == 4500
+    dec.decode(10.0)
+    assert dec.last_tokens == 500
+
+
+def test_unknown_session_and_readout_say_what_to_do(parts):
+    model, meta, session = parts
+    with pytest.raises(UserError, match="is not in the model.*popdecode adapt"):
+        OnlineDecoder(model, "nope")
+    with pytest.raises(UserError, match="readout 'speed' is not one of the model's: hand_vel"):
+        OnlineDecoder(model, session.id, readout="speed")
