@@ -113,3 +113,83 @@ def test_window_at_matches_indexed_windows():
             assert [smp.window_at(i, 1) for i in range(len(smp))] == smp.indexed_windows(1)
     with pytest.raises(IndexError):
         smp.window_at(len(smp))
+
+
+# -- sharing an epoch among sessions ---------------------------------------------------------
+
+UNEVEN = [Intervals([0.0], [40.5]), Intervals([100.0, 110.0], [103.2, 114.0]), Intervals([200.0], [201.5]),
+          Intervals.empty()]  # 40, 3 + 4, 1 and 0 windows per tiling
+
+
+@pytest.mark.parametrize("sampling, expected", [
+    ("session", [1 / 3, 1 / 3, 1 / 3, 0.0]),
+    ("sqrt", np.sqrt([40, 7, 1, 0]) / np.sqrt([40, 7, 1]).sum()),
+    ([1.0, 2.0, 5.0, 9.0], [1 / 8, 2 / 8, 5 / 8, 0.0]),  # a session without windows gets none
+    ("duration", [40 / 48, 7 / 48, 1 / 48, 0.0]),
+])
+def test_windows_drawn_per_session_follow_the_weights(sampling, expected):
+    smp = TrainWindowSampler(intervals=UNEVEN, seed=4, sampling=sampling)
+    epochs, total = 1500, smp.total_windows
+    assert total == 48 and len(smp) == 48  # an epoch keeps its length in every mode
+    counts = np.zeros(4)
+    for epoch in range(epochs):
+        wins = smp.epoch_windows(epoch)
+        assert len(wins) == total
+        counts += np.bincount([s for s, _ in wins], minlength=4)
+    n = epochs * total
+    p = np.asarray(expected, dtype=float)
+    # Binomial sd of each count as if every window were drawn independently: a bound on the
+    # spread of the stratified draw. Ignoring the weights (duration's shares) lies > 25 sd off.
+    sd = np.sqrt(n * p * (1 - p)) + 1e-9
+    assert np.all(np.abs(counts - n * p) <= 4 * sd), (counts / n, p)
+    if sampling != "duration":
+        duration = np.array([40, 7, 1, 0]) / 48
+        assert np.any(np.abs(counts - n * duration) > 25 * sd)
+
+
+def test_short_sessions_repeat_at_fresh_offsets_long_ones_are_subsampled():
+    smp = TrainWindowSampler(intervals=UNEVEN, seed=1, sampling="session")
+    for epoch in range(20):
+        wins = smp.epoch_windows(epoch)
+        for s, t0 in wins:  # every window still lies inside its session's train intervals
+            assert any(a - 1e-9 <= t0 and t0 + 1.0 <= b + 1e-9 for a, b in UNEVEN[s])
+        long = [t for s, t in wins if s == 0]
+        assert len(long) in (16, 17) and len(set(long)) == len(long)  # a subset of one tiling
+        short = [t for s, t in wins if s == 2]  # 1.5 s: one window per tiling, ~16 tilings
+        assert len(short) in (15, 16, 17)
+        # Each tiling has its own offset (its window starts at 200, 200.5 or in between).
+        assert len(set(np.round(short, 12))) > 2
+
+
+def test_one_session_or_duration_weights_give_the_duration_draw_bit_for_bit():
+    one = [Intervals([0.0, 20.0], [12.5, 27.0])]
+    for sampling in ("session", "sqrt", [3.0]):
+        assert (TrainWindowSampler(intervals=one, seed=2, sampling=sampling).epoch_windows(5)
+                == TrainWindowSampler(intervals=one, seed=2).epoch_windows(5))
+    with pytest.raises(ValueError, match="sampling must be one of duration, session, sqrt or a list of weights"):
+        TrainWindowSampler(intervals=one, sampling="uniform")
+    with pytest.raises(ValueError, match="2 sampling weights for 1 sessions"):
+        TrainWindowSampler(intervals=one, sampling=[1.0, 2.0])
+
+
+@pytest.mark.parametrize("sampling", ["session", "sqrt", [1.0, 4.0, 2.0, 1.0]])
+@pytest.mark.parametrize("world_size, pad", [(1, False), (3, False), (3, True)])
+def test_every_mode_resumes_mid_epoch_and_shards_disjoint_and_complete(sampling, world_size, pad):
+    full = TrainWindowSampler(intervals=UNEVEN, seed=7, sampling=sampling).epoch_windows(3)
+    shards = []
+    for rank in range(world_size):
+        smp = TrainWindowSampler(intervals=UNEVEN, seed=7, rank=rank, world_size=world_size, pad=pad,
+                                 sampling=sampling)
+        smp.set_epoch(3)
+        whole = list(smp)
+        fresh = TrainWindowSampler(intervals=UNEVEN, seed=7, rank=rank, world_size=world_size, pad=pad,
+                                   sampling=sampling)
+        fresh.load_state_dict({"epoch": 3, "position": 5, "seed": 7})
+        assert list(fresh) == whole[5:]
+        assert [smp.window_at(i, 3) for i in range(len(smp))] == smp.indexed_windows(3)
+        shards.append(whole)
+    flat = [w for sh in shards for w in sh]
+    if pad:
+        assert len({len(sh) for sh in shards}) == 1 and set(flat) == set(full)
+    else:
+        assert sorted(flat) == sorted(full)

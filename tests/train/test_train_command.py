@@ -72,3 +72,22 @@ def test_help(capsys):
     out = capsys.readouterr().out
     for flag in ("--data", "--preset", "--time-budget", "--resume", "--precision", "--exclude-sessions"):
         assert flag in out
+
+
+def test_sampling_is_stored_and_kept_on_resume(store, tmp_path, capsys):
+    run = tmp_path / "run"
+    common = ["train", "--data", str(store), "--out", str(run), "--batch-size", "4", "--threads", "1",
+              "--epochs", "1", "--model-option", "depth=1", "--model-option", "dim=32"]
+    threads = torch.get_num_threads()
+    try:
+        assert main([*common, "--sampling", "sqrt", "--max-steps", "1"]) == 0
+        assert json.loads((run / "train_config.json").read_text())["sampling"] == "sqrt"
+        assert main([*common, "--resume", "--max-steps", "2"]) == 0  # no --sampling: the run's own
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((run / "train_config.json").read_text())["sampling"] == "sqrt"
+    assert json.loads((run / "model.json").read_text())["meta"]["train_config"]["sampling"] == "sqrt"
+    with pytest.raises(SystemExit) as exit_:
+        main([*common, "--sampling", "uniform"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'uniform'" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 
+from popdecode.tokenize.sampler import SAMPLING_MODES
 from popdecode.train.config import TrainConfig
 
 
@@ -48,6 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train the processor layers through TorchInductor (same function; needs a C++ compiler; "
                         "compiles ~1 min first; 0.85-0.9x of eager speed on the 2-core VM measured in BENCHMARKS.md)")
     p.add_argument("--sessions", nargs="+", default=[], metavar="GLOB", help="train only on sessions whose id matches")
+    p.add_argument("--sampling", choices=SAMPLING_MODES, default=d.sampling,
+                   help="how each epoch's windows are shared among sessions: duration = every window of every "
+                        "session once (the paper's draw; a long session takes most steps), session = the same "
+                        "share for every session, sqrt = shares proportional to sqrt(train duration). An epoch "
+                        "keeps its number of windows; short sessions repeat at fresh offsets, long ones are "
+                        f"subsampled (default {d.sampling}; kept on --resume)")
     p.add_argument("--exclude-sessions", nargs="+", default=[], metavar="GLOB", help="leave out sessions whose id matches")
     p.add_argument("--no-unit-dropout", action="store_true", help="turn off the unit-dropout augmentation")
     p.add_argument("--loss-weight", action="append", default=[], metavar="SET=W",
@@ -103,6 +110,7 @@ def _model_options(items: list[str]) -> dict:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=list(args.data), sessions=list(args.sessions), exclude_sessions=list(args.exclude_sessions),
+        sampling=args.sampling,
         preset=args.preset, model_overrides=_model_options(args.model_option), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, weight_decay=args.weight_decay, max_steps=args.max_steps,
         unit_dropout=not args.no_unit_dropout, loss_weights=_loss_weights(args.loss_weight),

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from popdecode.errors import UserError
+from popdecode.tokenize.sampler import SAMPLING_MODES
 
 # Interval-set name -> loss weight of the timestamps inside it (spec section 4: center-out).
 DEFAULT_LOSS_WEIGHTS = {"hold": 0.1, "reach": 5.0, "return": 1.0, "outlier": 0.0}
@@ -23,6 +24,9 @@ class TrainConfig:
     data: list[str] = field(default_factory=list)  # store directories
     sessions: list[str] = field(default_factory=list)  # glob patterns on session ids (empty: all)
     exclude_sessions: list[str] = field(default_factory=list)  # glob patterns to drop
+    # how an epoch's windows are shared among sessions (popdecode.tokenize.sampler):
+    # "duration" (the paper's draw), "session" (equal shares), "sqrt", or one weight per session
+    sampling: str | list[float] = "duration"
     # model -----------------------------------------------------------------------------
     preset: str = "poyo-1.3M"
     model_overrides: dict = field(default_factory=dict)  # preset fields to change, e.g. {"depth": 2}
@@ -69,6 +73,8 @@ class TrainConfig:
             raise UserError(f"--precision must be fp32 or bf16 (got {self.precision!r})")
         if self.num_workers < 0:
             raise UserError(f"--num-workers must be 0 or more (got {self.num_workers})")
+        if isinstance(self.sampling, str) and self.sampling not in SAMPLING_MODES:
+            raise UserError(f"--sampling must be one of {', '.join(SAMPLING_MODES)} (got {self.sampling!r})")
         if self.eval_every < 1:
             raise UserError(f"--eval-every must be at least 1 (got {self.eval_every})")
         if self.time_budget_min is not None and not self.time_budget_min > 0:

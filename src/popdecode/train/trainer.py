@@ -257,7 +257,8 @@ def fit(
                                      loss_weights=config.loss_weights, window_length=window_length)
     eval_tok = setup.make_tokenizer(model, sessions, meta, train=False, window_length=window_length)
     sampler = TrainWindowSampler(intervals=[s.split("train") for s in sessions], window_length=window_length,
-                                 seed=config.seed, rank=world.rank, world_size=world.size, pad=world.distributed)
+                                 seed=config.seed, rank=world.rank, world_size=world.size, pad=world.distributed,
+                                 sampling=config.sampling)
     if sampler.total_windows == 0:
         raise UserError(
             f"no training windows: no train interval of the selected sessions lasts {window_length:g} s; "
@@ -471,7 +472,8 @@ def train_from_scratch(config: TrainConfig, out_dir: str | Path, *, resume: bool
             # What shaped the run comes from the run itself; only how to run it comes from
             # this invocation.
             runtime = {k: getattr(config, k) for k in RUNTIME_FIELDS}
-            config = TrainConfig.from_dict({**json.loads(saved.read_text()), **runtime})
+            # Runs saved before --sampling existed drew by duration.
+            config = TrainConfig.from_dict({"sampling": "duration", **json.loads(saved.read_text()), **runtime})
     if not config.data:
         raise UserError("no data given; pass --data DIR (a store made by popdecode prepare or simulate)")
     sessions = setup.select_sessions(open_sessions(config.data), config.sessions, config.exclude_sessions)
