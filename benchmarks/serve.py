@@ -33,7 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SMALL = dict(depth=2, num_latents_per_step=8, self_heads=2, cross_heads=1)  # the README's CPU model
+from popdecode.train.recipe import SMALL_DATA  # noqa: E402  (the small-data recipe's model)
+
+SMALL = SMALL_DATA.model_overrides
 
 
 def rig(name: str, units: int, rate: float, seconds: float) -> None:

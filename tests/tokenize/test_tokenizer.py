@@ -157,3 +157,21 @@ def test_stored_session_gives_the_same_tokens(tmp_path):
         np.testing.assert_array_equal(a.output_times, b.output_times)
         for field in ("index", "values", "weights", "eval_mask"):
             np.testing.assert_array_equal(getattr(a.targets["vel"], field), getattr(b.targets["vel"], field))
+
+
+def test_end_queries_answer_the_windows_last_moments_in_training_only():
+    session = tiny_session()
+    plain = tiny_tokenizer()(session, 0.95, rng=np.random.default_rng(0)).targets["vel"]
+    tok = tiny_tokenizer(end_queries=3, end_span=0.2)
+    assert as_tuples(tok(session, 0.95)) == as_tuples(tiny_tokenizer()(session, 0.95))  # no rng: evaluation
+    w = tok(session, 0.95, rng=np.random.default_rng(0))
+    t = w.targets["vel"]
+    n = len(plain.values)
+    # the window's own samples first, unchanged; then 0.8, 0.9 and 1.0 s into the window
+    np.testing.assert_array_equal(t.values[:n], plain.values)
+    np.testing.assert_allclose(w.output_times[n:], [0.8, 0.9, 1.0], atol=1e-6)
+    # answered by the behaviour interpolated at 1.75, 1.85, 1.95 s: halfway between two samples
+    vel = session.series["vel"].values
+    halfway = [(vel[17] + vel[18]) / 2, (vel[18] + vel[19]) / 2, (vel[19] + vel[20]) / 2]
+    np.testing.assert_allclose(t.values[n:], (np.stack(halfway) - VEL_MEAN) / VEL_STD, rtol=1e-5)
+    assert t.weights[n:].tolist() == [0.0, 5.0, 5.0]  # 1.75 is an outlier (1.6-1.8), the others reach

@@ -36,7 +36,10 @@ def test_one_step_of_the_real_preset(store, tmp_path, capsys):
         torch.set_num_threads(threads)
     assert code == 0
     out = capsys.readouterr().out
-    assert out.startswith("trained 1 steps in ")
+    # --preset given: the recipe's changes to the preset are dropped, the rest still apply
+    assert out.startswith("recipe small-data (0.3 min of training data, under 5 h): poyo-1.3M depth=2 lin_dropout=0.3, "
+                          "batch 4, lr 0.003, ")
+    assert "\ntrained 1 steps in " in out
     assert "stopped early (max steps); continue with --resume" in out
     doc = json.loads((tmp_path / "run" / "model.json").read_text())
     assert doc["session_vocab"] == ["easy-1"] and len(doc["unit_vocab"]) == 12
@@ -91,3 +94,31 @@ def test_sampling_is_stored_and_kept_on_resume(store, tmp_path, capsys):
         main([*common, "--sampling", "uniform"])
     assert exit_.value.code == 2
     assert "invalid choice: 'uniform'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], {"recipe": "small-data", "batch_size": 16, "lr": 3e-3, "sampling": "sqrt"}),
+    (["--recipe", "paper"], {"recipe": "paper", "batch_size": 32, "lr": None, "sampling": "duration", "epochs": 100,
+                             "eval_every": 1}),
+    (["--recipe", "paper", "--sampling", "session", "--lr", "0.002"],
+     {"recipe": "paper", "batch_size": 32, "lr": 0.002, "sampling": "session"}),
+])
+def test_the_recipe_fills_what_the_flags_leave_unsaid(store, tmp_path, capsys, flags, expected):
+    run = tmp_path / "run"
+    threads = torch.get_num_threads()
+    try:
+        assert main(["train", "--data", str(store), "--out", str(run), "--threads", "1", "--max-steps", "1",
+                     "--sessions", "easy-1", *flags]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    saved = json.loads((run / "train_config.json").read_text())
+    assert {k: saved[k] for k in expected} == expected
+    config = json.loads((run / "model.json").read_text())["config"]
+    if expected["recipe"] == "paper":
+        assert saved["model_overrides"] == {} and config["depth"] == 6
+    else:
+        # 64,000 windows, 16 per epoch (easy-1's train trials hold 16 one-second windows)
+        assert saved["epochs"] == 4000 and saved["eval_every"] == 200
+        assert saved["model_overrides"] == {"depth": 2, "num_latents_per_step": 8, "cross_heads": 1, "self_heads": 2}
+        assert config["depth"] == 2 and config["self_heads"] == 2
+    assert capsys.readouterr().out.startswith(f"recipe {expected['recipe']} (")

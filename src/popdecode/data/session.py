@@ -60,6 +60,21 @@ def values_at(series, timestamps: np.ndarray) -> np.ndarray:
     return np.where((index >= 0)[:, None], values, np.float32(np.nan))
 
 
+def interpolate_at(series, timestamps: np.ndarray) -> np.ndarray:
+    """float32 [len(timestamps), D]: ``series`` linearly interpolated at ``timestamps``; NaN
+    outside its recorded span and next to a missing sample."""
+    ts = np.asarray(series.timestamps, dtype=np.float64)
+    t = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+    values = np.asarray(series.values, dtype=np.float64)
+    out = np.full((len(t), values.shape[1]), np.nan, dtype=np.float32)
+    if len(ts) == 0:
+        return out
+    inside = (t >= ts[0]) & (t <= ts[-1])
+    for d in range(values.shape[1]):
+        out[inside, d] = np.interp(t[inside], ts, values[:, d])
+    return out
+
+
 @dataclass
 class Series:
     """A behaviour time series: ``values[i]`` was sampled at ``timestamps[i]`` seconds."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from popdecode.data.session import values_at
+from popdecode.data.session import interpolate_at, values_at
 from popdecode.errors import UserError
 from popdecode.tokenize.batch import SPIKE, UNIT_END, UNIT_START, ReadoutTargets, TokenizedWindow
 from popdecode.tokenize.unit_dropout import keep_units
@@ -50,6 +50,12 @@ class TokenizerConfig:
     max_units: int = 300
     dropout_peak: float = 4.0  # triangle height at the mode relative to its ends (reference: 4)
     dropout_scale: float = 10.0  # the reference's rejection-sampling bound (sets the real shape)
+    # Training only: this many extra queries per readout on an even grid over the window's
+    # last ``end_span`` seconds (the last one at its very end), answered by the behaviour
+    # interpolated between the recorded samples around each. A real-time decoder reads every window at its end alone, where a
+    # plain training window has few samples and no later spikes to lean on.
+    end_queries: int = 0
+    end_span: float = 0.1
 
 
 class Tokenizer:
@@ -169,6 +175,10 @@ class Tokenizer:
         for name in names:
             if queries is None:
                 times, values = win.series[name]
+                if rng is not None and cfg.end_queries > 0:
+                    end = np.linspace(length - cfg.end_span, length, cfg.end_queries)
+                    times = np.concatenate([times, end])
+                    values = np.concatenate([values, interpolate_at(session.series[name], end + t0)])
                 absolute = times + t0
             else:
                 absolute = np.asarray(queries[name], dtype=np.float64).reshape(-1)

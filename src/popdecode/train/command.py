@@ -4,10 +4,23 @@ Every session of the stores (or those matching --sessions) trains one model: its
 the session get their own embedding rows, each target series its own readout. The run
 directory receives the best model by validation R^2 (model.safetensors + model.json), a CSV
 log (train_log.csv), the configuration (train_config.json) and a resumable checkpoint
-(checkpoint/). Defaults follow POYO: LAMB, lr = 3.125e-5 x batch size, flat for half the run
-then cosine to lr/1e4, unit dropout, reach-weighted MSE.
+(checkpoint/). The optimiser follows POYO: LAMB, flat rate for half the run then cosine to
+lr/1e4, unit dropout, reach-weighted MSE.
+
+recipes (--recipe; every flag you give wins over the recipe):
+  auto        the default: small-data below 5 h of training data, else the paper's model and
+              rate; both share epochs among sessions by sqrt of their duration (--sampling)
+  small-data  poyo-1.3M with depth 2, 8 latents per step, 1 cross / 2 self heads; batch 16 at
+              lr 3e-3; epochs sized to 64,000 training windows (~4,000 steps), validation ~20 times.
+              The paper's recipe sits on its initial plateau for most of a short CPU run on a few
+              sessions (BENCHMARKS.md, "A first run that works"); this one beats the Wiener filter
+              on each real monkey session within minutes on 2 cores
+  paper       exactly the published recipe: poyo-1.3M, batch 32, lr 3.125e-5 x batch, 100 epochs,
+              every window of every session once per epoch (--sampling duration)
 
 examples:
+  popdecode train --data store --out runs/first                 # the recipe picks model and rate
+  popdecode train --data sim --recipe paper --out runs/paper      # the published recipe
   popdecode train --data sim --preset poyo-1.3M --out runs/sim --epochs 50 --batch-size 32
   popdecode train --data store --sessions 'chewie*' --out runs/chewie --time-budget 10
   popdecode train --data sim --out runs/sim --resume      # continue an interrupted run
@@ -24,20 +37,27 @@ from __future__ import annotations
 
 import argparse
 
+from popdecode.errors import UserError
 from popdecode.tokenize.sampler import SAMPLING_MODES
 from popdecode.train.config import TrainConfig
+from popdecode.train.recipe import RECIPES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="store directories (popdecode prepare / simulate)")
     p.add_argument("--out", required=True, metavar="RUN", help="run directory to write (model, log, checkpoint)")
-    p.add_argument("--preset", default=d.preset, help=f"model size (default {d.preset}; also poyo-11.8M)")
+    p.add_argument("--recipe", choices=RECIPES, default="auto",
+                   help="what the flags below default to: auto, small-data or paper (see above; default auto)")
+    p.add_argument("--preset", default=None, help="model size: poyo-1.3M or poyo-11.8M (default: the recipe's, poyo-1.3M)")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="change one field of the preset, e.g. depth=2 or num_latents_per_step=8 (repeatable)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over the training windows (default {d.epochs})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"windows per step (default {d.batch_size})")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3.125e-5 x batch size)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"passes over the training windows (default: the recipe's; paper {d.epochs})")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"windows per step (default: the recipe's; small-data 16, paper {d.batch_size})")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: the recipe's; small-data 3e-3, paper 3.125e-5 x batch size)")
     p.add_argument("--optimizer", choices=("lamb", "adamw"), default=d.optimizer, help="optimiser (default lamb)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"decoupled weight decay (default {d.weight_decay:g})")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of initial weights, window order and dropout")
@@ -49,17 +69,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train the processor layers through TorchInductor (same function; needs a C++ compiler; "
                         "compiles ~1 min first; 0.85-0.9x of eager speed on the 2-core VM measured in BENCHMARKS.md)")
     p.add_argument("--sessions", nargs="+", default=[], metavar="GLOB", help="train only on sessions whose id matches")
-    p.add_argument("--sampling", choices=SAMPLING_MODES, default=d.sampling,
+    p.add_argument("--sampling", choices=SAMPLING_MODES, default=None,
                    help="how each epoch's windows are shared among sessions: duration = every window of every "
                         "session once (the paper's draw; a long session takes most steps), session = the same "
                         "share for every session, sqrt = shares proportional to sqrt(train duration). An epoch "
                         "keeps its number of windows; short sessions repeat at fresh offsets, long ones are "
-                        f"subsampled (default {d.sampling}; kept on --resume)")
+                        "subsampled (default sqrt, the best on the joint real set; the paper recipe's is "
+                        "duration; kept on --resume)")
     p.add_argument("--exclude-sessions", nargs="+", default=[], metavar="GLOB", help="leave out sessions whose id matches")
     p.add_argument("--no-unit-dropout", action="store_true", help="turn off the unit-dropout augmentation")
+    p.add_argument("--end-queries", type=int, default=0, metavar="N",
+                   help="for real-time use: N extra readout queries per training window over its last 0.1 s, "
+                        "so that the model learns to decode at a window's very end, as popdecode serve and "
+                        "evaluate --causal do (BENCHMARKS.md, 'Causal decoding'; default 0)")
     p.add_argument("--loss-weight", action="append", default=[], metavar="SET=W",
                    help="loss weight of an interval set, e.g. reach=5 (repeatable; defaults hold=0.1 reach=5 return=1 outlier=0)")
-    p.add_argument("--eval-every", type=int, default=d.eval_every, help="validate every N epochs (default 1)")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="validate every N epochs (default 1; small-data: about 20 validations per run)")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS", help="also checkpoint every N steps (default: epoch ends)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     p.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="stop cleanly after this many minutes, keeping the best model")
@@ -107,25 +133,54 @@ def _model_options(items: list[str]) -> dict:
     return out
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
+def recipe_fields(args: argparse.Namespace) -> tuple[dict, str]:
+    """Preset, rate, batch, sampling, epochs and validation cadence: the user's flags, the
+    rest from the recipe (:mod:`popdecode.train.recipe`); and the line that says so."""
+    import dataclasses
+
+    from popdecode.data.store import open_sessions
+    from popdecode.model import PRESETS
+    from popdecode.tokenize.sampler import TrainWindowSampler
+    from popdecode.train import recipe as recipes
+    from popdecode.train.setup import select_sessions
+
+    if args.preset is not None and args.preset not in PRESETS:
+        raise UserError(f"unknown preset '{args.preset}'; choose one of {', '.join(PRESETS)}")
+    sessions = select_sessions(open_sessions(list(args.data)), args.sessions, args.exclude_sessions)
+    chosen = recipes.choose(args.recipe, sessions)
+    given = {"preset": args.preset, "model_overrides": _model_options(args.model_option),
+             "batch_size": args.batch_size, "lr": args.lr, "sampling": args.sampling,
+             "epochs": args.epochs, "eval_every": args.eval_every}
+    shape = recipes.resolve(chosen, given, windows_per_epoch=1)
+    model_cfg = dataclasses.replace(PRESETS[shape["preset"]], **shape["model_overrides"])
+    windows = TrainWindowSampler(intervals=[s.split("train") for s in sessions],
+                                 window_length=model_cfg.window_length).total_windows
+    fields = recipes.resolve(chosen, given, windows_per_epoch=windows)
+    return {**fields, "recipe": chosen.name}, recipes.describe(chosen, fields)
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str]:
+    fields, line = recipe_fields(args)
+    config = TrainConfig(
         data=list(args.data), sessions=list(args.sessions), exclude_sessions=list(args.exclude_sessions),
-        sampling=args.sampling,
-        preset=args.preset, model_overrides=_model_options(args.model_option), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, weight_decay=args.weight_decay, max_steps=args.max_steps,
+        **fields, optimizer=args.optimizer, weight_decay=args.weight_decay, max_steps=args.max_steps,
         unit_dropout=not args.no_unit_dropout, loss_weights=_loss_weights(args.loss_weight),
-        eval_every=args.eval_every, checkpoint_every_steps=args.checkpoint_every,
+        end_queries=args.end_queries,
+        checkpoint_every_steps=args.checkpoint_every,
         time_budget_min=args.time_budget, tensorboard=args.tensorboard, seed=args.seed,
         device=args.device, precision=args.precision, num_workers=args.num_workers, threads=args.threads,
         compile=args.compile,
     )
+    return config, line
 
 
 def run(args: argparse.Namespace) -> int:
     from popdecode.train import distributed
     from popdecode.train.trainer import train_from_scratch
 
-    config = config_from_args(args)
+    config, recipe_line = config_from_args(args)
+    if not args.resume and distributed.from_env().is_main:
+        print(recipe_line, flush=True)  # a resumed run keeps what its own start resolved
     result = train_from_scratch(config, args.out, resume=args.resume)
     if not distributed.from_env().is_main:
         return 0  # rank 0 reports

@@ -27,6 +27,9 @@ class TrainConfig:
     # how an epoch's windows are shared among sessions (popdecode.tokenize.sampler):
     # "duration" (the paper's draw), "session" (equal shares), "sqrt", or one weight per session
     sampling: str | list[float] = "duration"
+    # which recipe ``popdecode train`` resolved the unset flags from (popdecode.train.recipe);
+    # a record only: the fields below are what the run uses
+    recipe: str = "paper"
     # model -----------------------------------------------------------------------------
     preset: str = "poyo-1.3M"
     model_overrides: dict = field(default_factory=dict)  # preset fields to change, e.g. {"depth": 2}
@@ -40,6 +43,9 @@ class TrainConfig:
     # data augmentation and loss ---------------------------------------------------------
     unit_dropout: bool = True
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
+    # extra queries per readout over each training window's last 0.1 s (TokenizerConfig.end_queries):
+    # for models that decode causally (popdecode serve, evaluate --causal)
+    end_queries: int = 0
     # evaluation and bookkeeping ----------------------------------------------------------
     eval_every: int = 1  # validate every N epochs (and always after the last one)
     eval_batch_size: int = 64
@@ -81,6 +87,8 @@ class TrainConfig:
             raise UserError(f"--time-budget must be positive minutes (got {self.time_budget_min})")
         if self.max_steps is not None and self.max_steps < 1:
             raise UserError(f"--max-steps must be at least 1 (got {self.max_steps})")
+        if self.end_queries < 0:
+            raise UserError(f"--end-queries must be 0 or more (got {self.end_queries})")
         if any(w < 0 for w in self.loss_weights.values()):
             raise UserError("loss weights must be >= 0")
 

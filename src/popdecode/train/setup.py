@@ -135,6 +135,7 @@ def make_tokenizer(
     unit_dropout: bool = True,
     loss_weights: dict[str, float] | None = None,
     window_length: float = 1.0,
+    end_queries: int = 0,
 ) -> Tokenizer:
     """The tokenizer for ``sessions`` under ``model``'s vocabularies and ``meta``'s normalisation.
 
@@ -154,7 +155,8 @@ def make_tokenizer(
                 f"series in the data: {', '.join(s.series) or 'none'}"
             )
         sup[s.id] = list(names)
-    cfg = TokenizerConfig(window_length=window_length, unit_dropout=bool(train and unit_dropout))
+    cfg = TokenizerConfig(window_length=window_length, unit_dropout=bool(train and unit_dropout),
+                          end_queries=end_queries if train else 0)
     if loss_weights is not None:
         cfg.loss_weights = dict(loss_weights)
     return Tokenizer(
