@@ -89,6 +89,9 @@ def serve_row(model_name: str, units: int, *, seconds: float, rate: float, threa
     torch.set_num_threads(threads)
     model = model_for(model_name, units)
     if compile:
+        # One process serves one model; this one serves several in turn: start each row from an
+        # empty compile cache, or TorchInductor's recompile limit sends later rows to eager.
+        torch._dynamo.reset()
         model.compile_for_inference()
     decoder = OnlineDecoder(model, "bench")
     decoder.warm_up()
