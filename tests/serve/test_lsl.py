@@ -107,11 +107,12 @@ def test_replay_through_serve_scores_like_causal_evaluation(run, tmp_path):
     assert main(["evaluate", str(run / "run"), "--data", str(run / "store"), "--causal", "--sessions", "easy-0"]) == 0
     with open(run / "run" / "results_test_causal.csv") as f:
         offline_r2, offline_n = [(float(r.split(",")[4]), int(r.split(",")[5])) for r in f.read().splitlines()[1:]][0]
-    replay = popdecode("replay", run / "store", "--session", "easy-0", "--wait", 30)
+    # Generous waits: on a loaded 2-core machine starting either process (torch, liblsl) takes seconds.
+    replay = popdecode("replay", run / "store", "--session", "easy-0", "--wait", 60)
     serve = popdecode("serve", run / "run", "--session", "easy-0", "--input", "easy-0-spikes", "--truth",
-                      "easy-0-behavior", "--record", tmp_path / "rec.h5", "--duration", 14, "--wait", 20)
+                      "easy-0-behavior", "--record", tmp_path / "rec.h5", "--duration", 14, "--wait", 60)
     out, err = serve.communicate(timeout=60)
-    assert replay.wait(timeout=30) == 0, replay.stderr.read()
+    assert replay.wait(timeout=90) == 0, replay.stderr.read()
     assert serve.returncode == 0, err
     rec = Recording.load(tmp_path / "rec.h5")
     r2, n = rec.score()
