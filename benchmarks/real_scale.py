@@ -14,8 +14,8 @@ valid). The paper's order is POYO > MLP > GRU > Wiener; the table marks, per ses
 whether it holds.
 
 **Leave one monkey out.** For each monkey session M: pretrain the same small POYO on the
-other four sessions (``--exclude-sessions M --sampling session``, 3,200 steps: the joint
-runs' 4,046 steps scaled to four sessions), then ``popdecode adapt PRE --sessions M
+other four sessions (``--exclude-sessions M --sampling session``, 11 epochs, ~3,140 steps:
+the joint runs' 4,046 steps scaled to four sessions), then ``popdecode adapt PRE --sessions M
 --labelled-trials 10,20,all`` (unit identification, mixture rows; adapt trains a model from
 scratch on the same trials beside each point), against the single-session model of M.
 
@@ -44,7 +44,9 @@ RATS = ["rat_linear_track", "rat_w_maze"]
 SMALL = ["--preset", "poyo-1.3M", "--model-option", "depth=2", "--model-option", "num_latents_per_step=8",
          "--model-option", "self_heads=2", "--model-option", "cross_heads=1", "--batch-size", "16", "--lr", "3e-3",
          "--threads", "1"]
-LOSO_STEPS = 3200
+# 11 epochs of the four sessions' ~285 steps: ~3,140 steps, the joint runs' 14 x 289 scaled to four
+# sessions, with the whole cosine schedule (--max-steps would cut it short).
+LOSO_EPOCHS = 11
 LABELLED = "10,20,all"
 BASELINES = ("mlp", "gru", "wiener")
 
@@ -76,8 +78,8 @@ def run(args) -> None:
     if args.only in (None, "loso"):
         for m in MONKEYS:
             pre, ada = work / f"loso_{m}" / "pre", work / f"loso_{m}" / "adapt"
-            step(work, ["train", "--data", data, "--exclude-sessions", m, "--out", str(pre), *SMALL, "--epochs", "14",
-                        "--max-steps", str(LOSO_STEPS), "--eval-every", "1", "--sampling", "session"],
+            step(work, ["train", "--data", data, "--exclude-sessions", m, "--out", str(pre), *SMALL, "--epochs", str(LOSO_EPOCHS),
+                        "--eval-every", "1", "--sampling", "session"],
                  lock=args.lock, done=pre / "model.json")
             step(work, ["adapt", str(pre), "--data", data, "--sessions", m, "--labelled-trials", LABELLED,
                         "--threads", "1", "--out", str(ada)], lock=args.lock, done=ada / "learning_curve.json")
