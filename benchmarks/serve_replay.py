@@ -6,8 +6,9 @@
 For each rate and input kind: `popdecode serve RUN --record` listens, `popdecode replay STORE
 --split test` streams the session's test trials in real time (spikes and the recorded
 behaviour, over LSL on this machine alone), and serve is stopped with Ctrl-C (SIGINT) once the
-replay ends. The recording is scored the way serve prints it (decoded ticks interpolated at the
-recorded behaviour samples of the evaluated periods) and set beside `popdecode evaluate
+replay ends. The recording is scored the two ways serve prints it (decoded ticks interpolated
+at the recorded behaviour samples of the evaluated periods; and "held": the newest decoded
+sample pushed before each, as task software has it) and set beside `popdecode evaluate
 --causal` (every sample decoded from the window that ends at it) and the usual stitched R^2.
 Goal (issue 19): live R^2 within 0.005 of causal R^2, on the same number of samples.
 
@@ -89,18 +90,21 @@ def main() -> None:
                             record=out / f"{args.session}_{kind}_{rate:g}hz.h5")
             rec = Recording.load(rec_path)
             r2, n = rec.score()
+            held, _ = rec.score(held=True)
             ticks = rec.ticks
             lat = 1e3 * (ticks["pushed"] - ticks["arrival"])
             lat = lat[np.isfinite(lat)]
-            rows.append((kind, rate, r2, n, np.percentile(lat, 50), np.percentile(lat, 99), len(ticks["time"])))
-            print(f"{kind} {rate:g} Hz: live R^2 {r2:.4f} on {n} samples", flush=True)
+            rows.append((kind, rate, r2, held, n, np.percentile(lat, 50), np.percentile(lat, 99), len(ticks["time"])))
+            print(f"{kind} {rate:g} Hz: live R^2 {r2:.4f} (held {held:.4f}) on {n} samples", flush=True)
 
     print(f"\nrun {args.run}, session {args.session}, test split; stitched R^2 {stitched:.4f}, "
           f"causal R^2 {causal:.4f} ({n_causal} samples)\n")
-    print("| input | rate | live R^2 | samples | live - causal | latency p50 / p99 (ms) | ticks |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for kind, rate, r2, n, p50, p99, count in rows:
-        print(f"| {kind} | {rate:g} Hz | {r2:.4f} | {n} | {r2 - causal:+.4f} | {p50:.2f} / {p99:.2f} | {count} |")
+    print("| input | rate | live R^2 (interpolated) | live - causal | held | held - causal | samples "
+          "| latency p50 / p99 (ms) | ticks |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for kind, rate, r2, held, n, p50, p99, count in rows:
+        print(f"| {kind} | {rate:g} Hz | {r2:.4f} | {r2 - causal:+.4f} | {held:.4f} | {held - causal:+.4f} | {n} "
+              f"| {p50:.2f} / {p99:.2f} | {count} |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Recording: file round trip, and R^2 of interpolated ticks against a hand computation."""
+"""Recording: file round trip, and R^2 of interpolated and held ticks against a hand computation."""
 
 from __future__ import annotations
 
@@ -45,6 +45,28 @@ def test_score_interpolates_between_ticks_and_skips_gaps():
     assert n == keep.sum()
     assert r2 == pytest.approx(float(np.mean(1 - ss)), abs=1e-6)
 
+
+
+def test_held_score_takes_the_newest_sample_pushed_before_each():
+    rec, ticks, truth_t, truth = sample_recording()
+    r2, n = rec.score(held=True)
+    # by hand: what task software holds at t is the tick pushed last by then (pushed 1 ms after
+    # it decodes), if that tick is at most 0.25 s old
+    kept = rec.ticks["time"].tolist()
+    keep, yhat = [], []
+    for t in truth_t:
+        last = max((k for k in kept if k + 0.001 <= t), default=None)
+        ok = t > 1 and last is not None and t - last <= 0.25
+        keep.append(ok)
+        if ok:
+            yhat.append([np.sin(last), 2 * last])
+    keep, yhat = np.array(keep), np.array(yhat)
+    assert keep[(truth_t > 2.02) & (truth_t < 2.24)].all() and not keep[(truth_t > 2.26) & (truth_t < 2.5)].any()
+    y = truth[keep, :2]
+    ss = ((y - yhat) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
+    assert n == keep.sum()
+    assert r2 == pytest.approx(float(np.mean(1 - ss)), abs=1e-6)
+    assert r2 < rec.score()[0]  # the held value lags: below the interpolated one
 
 def test_file_round_trip(tmp_path):
     rec, *_ = sample_recording()

@@ -44,6 +44,17 @@ def test_duplicates_are_dropped_and_counted():
     assert t.tolist() == [0.5, 1.0, 2.0, 2.0, 3.0] and sorted(u[2:4].tolist()) == [1, 2]
 
 
+
+def test_chunks_already_in_order_skip_the_sort_and_still_lose_repeats():
+    buf = SpikeBuffer(capacity=100)
+    buf.add(np.array([1.0, 2.0, 3.0]), np.array([0, 1, 2]))
+    buf.add(np.array([3.0, 4.0]), np.array([2, 0]))  # in order, but (3.0, 2) is held already
+    buf.add(np.array([2.0, 2.5]), np.array([1, 1]))  # in order and late: (2.0, 1) repeats
+    buf.add(np.array([5.0, 6.0]), np.array([3, 3]))  # in order, after everything held
+    assert buf.duplicates == 2
+    t, u = buf.window(0, 10)
+    assert t.tolist() == [1.0, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0] and u.tolist() == [0, 1, 1, 2, 0, 3, 3]
+
 def test_prune_and_overflow_keep_memory_fixed():
     buf = SpikeBuffer(capacity=50)
     for k in range(20):  # 20 chunks of 10: more than the capacity

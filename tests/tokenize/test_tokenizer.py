@@ -175,3 +175,16 @@ def test_end_queries_answer_the_windows_last_moments_in_training_only():
     halfway = [(vel[17] + vel[18]) / 2, (vel[18] + vel[19]) / 2, (vel[19] + vel[20]) / 2]
     np.testing.assert_allclose(t.values[n:], (np.stack(halfway) - VEL_MEAN) / VEL_STD, rtol=1e-5)
     assert t.weights[n:].tolist() == [0.0, 5.0, 5.0]  # 1.75 is an outlier (1.6-1.8), the others reach
+
+
+def test_end_only_trains_on_the_windows_end_alone():
+    session = tiny_session()
+    both = tiny_tokenizer(end_queries=3, end_span=0.2)(session, 0.95, rng=np.random.default_rng(0))
+    only = tiny_tokenizer(end_queries=3, end_span=0.2, end_only=True)
+    assert as_tuples(only(session, 0.95)) == as_tuples(tiny_tokenizer()(session, 0.95))  # evaluation: untouched
+    w = only(session, 0.95, rng=np.random.default_rng(0))
+    # the same three end queries and targets as with --end-queries, and nothing else
+    np.testing.assert_allclose(w.output_times, both.output_times[-3:], atol=1e-6)
+    for field in ("values", "weights"):
+        np.testing.assert_array_equal(getattr(w.targets["vel"], field), getattr(both.targets["vel"], field)[-3:])
+    assert w.targets["vel"].index.tolist() == [0, 1, 2]

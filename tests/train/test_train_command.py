@@ -57,6 +57,8 @@ def test_one_step_of_the_real_preset(store, tmp_path, capsys):
      "dim, dim_head, emb_init_scale, ffn_dropout, latent_step, lin_dropout, num_latents_per_step, self_heads, t_max, "
      "t_min, window_length; got 'width=3'"),
     (["--loss-weight", "reach"], "--loss-weight expects SET=WEIGHT such as reach=5, got 'reach'"),
+    (["--end-only"], "--end-only trains on the end queries alone: give --end-queries N (e.g. 16) too"),
+    (["--end-queries", "4", "--end-span", "-0.1"], "--end-span must be between 0 and the window's 1 s (got -0.1)"),
     pytest.param(["--tensorboard"], "--tensorboard needs the tensorboard package: pip install 'popdecode[tensorboard]', "
                  "or drop the flag", marks=pytest.mark.skipif(_has_tensorboard(), reason="tensorboard is installed")),
     (["--resume"], "nothing to resume in {out}: no checkpoint/state.json there; drop --resume to start a new run"),

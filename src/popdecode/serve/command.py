@@ -12,7 +12,10 @@ serve keeps going through trouble: the input may vanish (it waits, says so and r
 consumers may come and go, spikes may come late, twice, for unknown units or in bursts (each
 dropped spike is counted), and a decode slower than a tick skips ticks (counted) instead of
 queueing them. A state line every few seconds says how it goes; Ctrl-C or SIGTERM stops it
-cleanly, writing --record and printing R^2 (with --truth) and the latency table.
+cleanly, writing --record and printing R^2 (with --truth) and the latency table. R^2 comes two
+ways: decoded ticks interpolated at each true sample (what `evaluate --causal` is compared
+with), and "held": the newest decoded sample already pushed at each true sample, which is what
+task software reading the output has.
 
 examples:
   popdecode replay data/store --session monkey_day3 --split test --loopback &
@@ -136,8 +139,10 @@ def run(args: argparse.Namespace) -> int:
             recording.save(args.record)
             print(f"recording: {args.record}")
         if truth is not None:
-            r2, n = recording.score()
-            print(f"R^2 of the decoded stream against '{args.truth}': {r2:.4f} over {n} evaluated samples")
+            (r2, n), (held, n_held) = recording.score(), recording.score(held=True)
+            print(f"R^2 of the decoded stream against '{args.truth}': {r2:.4f} over {n} evaluated samples "
+                  f"(ticks interpolated at each sample, as evaluate --causal compares); {held:.4f} over {n_held} "
+                  f"as task software holds it (the newest sample pushed before each)")
         if args.figure:
             recording.figure(args.figure)
             print(f"figure: {args.figure}")

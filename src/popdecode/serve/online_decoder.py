@@ -73,10 +73,15 @@ class OnlineDecoder:
         self._delim_units = np.repeat(self._rows, 2)
         self._delim_types = np.tile(np.array([UNIT_START, UNIT_END], dtype=np.int64), n)
         self._delim_times = np.tile(np.array([0.0, self.window], dtype=np.float32), n)
+        self.buffer = SpikeBuffer(capacity=capacity)
+        # A window's tokens are written into these (delimiters first, then up to `capacity`
+        # spikes) instead of concatenated anew at every tick.
+        self._token_units = np.concatenate([self._delim_units, np.zeros(self.buffer.capacity, np.int64)])
+        self._token_types = np.concatenate([self._delim_types, np.full(self.buffer.capacity, SPIKE, np.int64)])
+        self._token_times = np.concatenate([self._delim_times, np.zeros(self.buffer.capacity, np.float32)])
         self._query_time = torch.tensor([self.window], dtype=torch.float32)
         self._device = model.omega.device
 
-        self.buffer = SpikeBuffer(capacity=capacity)
         self._horizon = -np.inf  # spikes earlier than this can no longer enter any window
         self.received = 0
         self._dropped = {"unknown_unit": 0, "invalid_time": 0, "too_old": 0}
@@ -117,24 +122,27 @@ class OnlineDecoder:
         time_ok = np.isfinite(times)
         fresh = times >= self._horizon
         keep = unit_ok & time_ok & fresh
-        self._dropped["unknown_unit"] += int((~unit_ok).sum())
-        self._dropped["invalid_time"] += int((unit_ok & ~time_ok).sum())
-        self._dropped["too_old"] += int((unit_ok & time_ok & ~fresh).sum())
+        if not keep.all():  # the usual chunk is all good: no counting, no copies
+            self._dropped["unknown_unit"] += int((~unit_ok).sum())
+            self._dropped["invalid_time"] += int((unit_ok & ~time_ok).sum())
+            self._dropped["too_old"] += int((unit_ok & time_ok & ~fresh).sum())
+            times, units = times[keep], units[keep]
         duplicates = self.buffer.duplicates
-        self.buffer.add(times[keep], units[keep].astype(np.int64))
-        return int(keep.sum()) - (self.buffer.duplicates - duplicates)
+        self.buffer.add(times, units.astype(np.int64, copy=False))
+        return len(times) - (self.buffer.duplicates - duplicates)
 
     def tokens(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The window [t - window, t) as (unit rows, token types, times since its start)."""
+        """The window [t - window, t) as (unit rows, token types, times since its start):
+        views that the next call overwrites (copy them to keep them)."""
         t0 = t - self.window
         self._horizon = max(self._horizon, t0)
         self.buffer.prune(self._horizon)
         times, units = self.buffer.window(t0, t)
         self.last_tokens = len(times)
-        input_units = np.concatenate([self._delim_units, self._rows[units]])
-        input_types = np.concatenate([self._delim_types, np.full(len(times), SPIKE, dtype=np.int64)])
-        input_times = np.concatenate([self._delim_times, (times - t0).astype(np.float32)])
-        return input_units, input_types, input_times
+        a, b = len(self._delim_units), len(self._delim_units) + len(times)
+        np.take(self._rows, units, out=self._token_units[a:b], mode="clip")  # units are valid rows: no check
+        np.subtract(times, t0, out=self._token_times[a:b], casting="same_kind")
+        return self._token_units[:b], self._token_types[:b], self._token_times[:b]
 
     def warm_up(self, repeats: int = 3) -> None:
         """Run the model a few times on a window of delimiters only (the first calls fold the

@@ -9,7 +9,10 @@ Scoring (:meth:`Recording.score`): decoded samples come at the serving rate (50 
 samples at the recording's own times. Each true sample flagged for evaluation gets the decoded
 value linearly interpolated between the two ticks around it, when both exist and lie at most
 0.25 s apart (a skipped tick is bridged, a gap while the input was lost is not); R^2 is
-computed over those samples, as ``evaluate`` does (mean over dimensions).
+computed over those samples, as ``evaluate`` does (mean over dimensions). Interpolating reads
+the tick after a sample, up to one tick period later; ``held=True`` scores instead what task
+software holds at each sample: the newest tick already pushed (latency and tick spacing
+included), at most 0.25 s old.
 
 Files are HDF5 (``decoded/*``, ``truth/*``, attributes for the run), written to a temporary
 file and renamed.
@@ -71,15 +74,22 @@ class Recording:
         return t[order], v[order]
 
     # -- scoring --------------------------------------------------------------------------
-    def matched(self, *, max_gap: float = 0.25) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(times, true values, decoded values interpolated at them) of the flagged samples."""
-        t_dec, dec = self.ticks["time"], self.decoded
-        t_true, truth = self.truth
+    def matched(self, *, max_gap: float = 0.25, held: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(times, true values, decoded values at them) of the flagged samples: interpolated
+        between ticks, or with ``held`` the newest tick pushed by then (see the module docstring)."""
+        ticks, dec = self.ticks, self.decoded
+        t_dec, t_true, truth = ticks["time"], *self.truth
         if len(t_dec) < 2 or len(t_true) == 0:
             return np.zeros(0), np.zeros((0, len(self.columns))), np.zeros((0, len(self.columns)))
         order = np.argsort(t_dec, kind="stable")
         t_dec, dec = t_dec[order], dec[order]
         flagged = truth[:, -1] > 0.5
+        if held:
+            # Ticks are pushed in order; a tick with no push time counts as pushed when it decodes.
+            pushed = np.maximum.accumulate(np.where(np.isfinite(ticks["pushed"]), ticks["pushed"], ticks["time"])[order])
+            last = np.searchsorted(pushed, t_true, side="right") - 1
+            keep = flagged & (last >= 0) & (t_true - t_dec[np.maximum(last, 0)] <= max_gap)
+            return t_true[keep], truth[keep, :-1], dec[last[keep]]
         right = np.searchsorted(t_dec, t_true, side="left")
         inside = (right > 0) & (right < len(t_dec))
         r, l_ = np.clip(right, 1, len(t_dec) - 1), np.clip(right - 1, 0, len(t_dec) - 2)
@@ -88,9 +98,10 @@ class Recording:
         pred = np.stack([np.interp(t_true[keep], t_dec, dec[:, d]) for d in range(dec.shape[1])], axis=1)
         return t_true[keep], truth[keep, :-1], pred
 
-    def score(self) -> tuple[float, int]:
-        """(R^2, number of samples scored); NaN when nothing could be scored."""
-        _, y, yhat = self.matched()
+    def score(self, *, held: bool = False) -> tuple[float, int]:
+        """(R^2, number of samples scored); NaN when nothing could be scored. ``held``: as
+        :meth:`matched`."""
+        _, y, yhat = self.matched(held=held)
         if len(y) < 2:
             return float("nan"), len(y)
         with np.errstate(over="ignore", divide="ignore"):

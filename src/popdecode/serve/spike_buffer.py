@@ -49,18 +49,25 @@ class SpikeBuffer:
         """Insert a chunk of spikes (any order); both arrays already checked by the caller."""
         if len(times) == 0:
             return
-        order = np.lexsort((units, times))
-        t, u = times[order], units[order]
-        dup = np.zeros(len(t), dtype=bool)
-        dup[1:] = (t[1:] == t[:-1]) & (u[1:] == u[:-1])
+        t, u = times, units
+        dup = None  # which spikes of the chunk repeat another (None: none can)
+        # A chunk in strictly increasing time (what a rig sends) needs no sort and cannot
+        # repeat itself; skipping both is most of the cost of a small chunk.
+        if len(t) > 1 and not bool((t[1:] > t[:-1]).all()):
+            order = np.lexsort((u, t))
+            t, u = t[order], u[order]
+            dup = np.zeros(len(t), dtype=bool)
+            dup[1:] = (t[1:] == t[:-1]) & (u[1:] == u[:-1])
         live_t = self.times
         if len(live_t) and t[0] <= live_t[-1]:
             # Only spikes at a time already held can repeat one; there are almost never any.
+            if dup is None:
+                dup = np.zeros(len(t), dtype=bool)
             a = np.searchsorted(live_t, t, side="left")
             b = np.searchsorted(live_t, t, side="right")
             for i in np.flatnonzero(b > a):
                 dup[i] |= bool((self._units[self._lo + a[i]:self._lo + b[i]] == u[i]).any())
-        if dup.any():
+        if dup is not None and dup.any():
             self.duplicates += int(dup.sum())
             t, u = t[~dup], u[~dup]
         if len(t) > self.capacity:  # a chunk larger than the whole buffer: its newest spikes

@@ -56,6 +56,9 @@ class TokenizerConfig:
     # plain training window has few samples and no later spikes to lean on.
     end_queries: int = 0
     end_span: float = 0.1
+    # Training only: the end queries replace the window's recorded samples (every query is
+    # where a live decoder reads), instead of joining them.
+    end_only: bool = False
 
 
 class Tokenizer:
@@ -177,8 +180,11 @@ class Tokenizer:
                 times, values = win.series[name]
                 if rng is not None and cfg.end_queries > 0:
                     end = np.linspace(length - cfg.end_span, length, cfg.end_queries)
-                    times = np.concatenate([times, end])
-                    values = np.concatenate([values, interpolate_at(session.series[name], end + t0)])
+                    end_values = interpolate_at(session.series[name], end + t0)
+                    if cfg.end_only:
+                        times, values = end, end_values
+                    else:
+                        times, values = np.concatenate([times, end]), np.concatenate([values, end_values])
                 absolute = times + t0
             else:
                 absolute = np.asarray(queries[name], dtype=np.float64).reshape(-1)

@@ -79,9 +79,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude-sessions", nargs="+", default=[], metavar="GLOB", help="leave out sessions whose id matches")
     p.add_argument("--no-unit-dropout", action="store_true", help="turn off the unit-dropout augmentation")
     p.add_argument("--end-queries", type=int, default=0, metavar="N",
-                   help="for real-time use: N extra readout queries per training window over its last 0.1 s, "
+                   help="for real-time use: N extra readout queries per training window over its last --end-span seconds, "
                         "so that the model learns to decode at a window's very end, as popdecode serve and "
-                        "evaluate --causal do (BENCHMARKS.md, 'Causal decoding'; default 0)")
+                        "evaluate --causal do (BENCHMARKS.md, 'Causal R^2'; default 0)")
+    p.add_argument("--end-span", type=float, default=0.1, metavar="SECONDS",
+                   help="the end queries' span: an even grid over the window's last SECONDS (default 0.1)")
+    p.add_argument("--end-only", action="store_true",
+                   help="train on the end queries alone (none at the window's recorded samples): every "
+                        "training query is where a live decoder reads; needs --end-queries")
     p.add_argument("--loss-weight", action="append", default=[], metavar="SET=W",
                    help="loss weight of an interval set, e.g. reach=5 (repeatable; defaults hold=0.1 reach=5 return=1 outlier=0)")
     p.add_argument("--eval-every", type=int, default=None,
@@ -165,7 +170,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str]:
         data=list(args.data), sessions=list(args.sessions), exclude_sessions=list(args.exclude_sessions),
         **fields, optimizer=args.optimizer, weight_decay=args.weight_decay, max_steps=args.max_steps,
         unit_dropout=not args.no_unit_dropout, loss_weights=_loss_weights(args.loss_weight),
-        end_queries=args.end_queries,
+        end_queries=args.end_queries, end_span=args.end_span, end_only=args.end_only,
         checkpoint_every_steps=args.checkpoint_every,
         time_budget_min=args.time_budget, tensorboard=args.tensorboard, seed=args.seed,
         device=args.device, precision=args.precision, num_workers=args.num_workers, threads=args.threads,

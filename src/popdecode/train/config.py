@@ -43,9 +43,12 @@ class TrainConfig:
     # data augmentation and loss ---------------------------------------------------------
     unit_dropout: bool = True
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
-    # extra queries per readout over each training window's last 0.1 s (TokenizerConfig.end_queries):
-    # for models that decode causally (popdecode serve, evaluate --causal)
+    # extra queries per readout over each training window's last end_span seconds
+    # (TokenizerConfig.end_queries): for models that decode causally (popdecode serve,
+    # evaluate --causal); end_only: those queries replace the window's own samples
     end_queries: int = 0
+    end_span: float = 0.1
+    end_only: bool = False
     # evaluation and bookkeeping ----------------------------------------------------------
     eval_every: int = 1  # validate every N epochs (and always after the last one)
     eval_batch_size: int = 64
@@ -89,6 +92,11 @@ class TrainConfig:
             raise UserError(f"--max-steps must be at least 1 (got {self.max_steps})")
         if self.end_queries < 0:
             raise UserError(f"--end-queries must be 0 or more (got {self.end_queries})")
+        window = self.model_overrides.get("window_length", 1.0)  # both presets' windows last 1 s
+        if not 0 <= self.end_span <= window:
+            raise UserError(f"--end-span must be between 0 and the window's {window:g} s (got {self.end_span:g})")
+        if self.end_only and self.end_queries < 1:
+            raise UserError("--end-only trains on the end queries alone: give --end-queries N (e.g. 16) too")
         if any(w < 0 for w in self.loss_weights.values()):
             raise UserError("loss weights must be >= 0")
 

@@ -136,6 +136,8 @@ def make_tokenizer(
     loss_weights: dict[str, float] | None = None,
     window_length: float = 1.0,
     end_queries: int = 0,
+    end_span: float = 0.1,
+    end_only: bool = False,
 ) -> Tokenizer:
     """The tokenizer for ``sessions`` under ``model``'s vocabularies and ``meta``'s normalisation.
 
@@ -156,7 +158,7 @@ def make_tokenizer(
             )
         sup[s.id] = list(names)
     cfg = TokenizerConfig(window_length=window_length, unit_dropout=bool(train and unit_dropout),
-                          end_queries=end_queries if train else 0)
+                          end_queries=end_queries if train else 0, end_span=end_span, end_only=end_only and train)
     if loss_weights is not None:
         cfg.loss_weights = dict(loss_weights)
     return Tokenizer(

@@ -135,7 +135,8 @@ def training_data(model, sessions: Sequence, meta: dict, config: TrainConfig, wo
     """The train sampler (this process's shard), the dataset of its windows, and the valid tokenizer."""
     train_tok = setup.make_tokenizer(model, sessions, meta, train=True, unit_dropout=config.unit_dropout,
                                      loss_weights=config.loss_weights, window_length=window_length,
-                                     end_queries=config.end_queries)
+                                     end_queries=config.end_queries, end_span=config.end_span,
+                                     end_only=config.end_only)
     eval_tok = setup.make_tokenizer(model, sessions, meta, train=False, window_length=window_length)
     sampler = TrainWindowSampler(intervals=[s.split("train") for s in sessions], window_length=window_length,
                                  seed=config.seed, rank=world.rank, world_size=world.size, pad=world.distributed,
