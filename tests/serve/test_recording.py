@@ -46,7 +46,6 @@ def test_score_interpolates_between_ticks_and_skips_gaps():
     assert r2 == pytest.approx(float(np.mean(1 - ss)), abs=1e-6)
 
 
-
 def test_held_score_takes_the_newest_sample_pushed_before_each():
     rec, ticks, truth_t, truth = sample_recording()
     r2, n = rec.score(held=True)
@@ -67,6 +66,7 @@ def test_held_score_takes_the_newest_sample_pushed_before_each():
     assert n == keep.sum()
     assert r2 == pytest.approx(float(np.mean(1 - ss)), abs=1e-6)
     assert r2 < rec.score()[0]  # the held value lags: below the interpolated one
+
 
 def test_file_round_trip(tmp_path):
     rec, *_ = sample_recording()

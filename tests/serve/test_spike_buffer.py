@@ -44,7 +44,6 @@ def test_duplicates_are_dropped_and_counted():
     assert t.tolist() == [0.5, 1.0, 2.0, 2.0, 3.0] and sorted(u[2:4].tolist()) == [1, 2]
 
 
-
 def test_chunks_already_in_order_skip_the_sort_and_still_lose_repeats():
     buf = SpikeBuffer(capacity=100)
     buf.add(np.array([1.0, 2.0, 3.0]), np.array([0, 1, 2]))
@@ -54,6 +53,7 @@ def test_chunks_already_in_order_skip_the_sort_and_still_lose_repeats():
     assert buf.duplicates == 2
     t, u = buf.window(0, 10)
     assert t.tolist() == [1.0, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0] and u.tolist() == [0, 1, 1, 2, 0, 3, 3]
+
 
 def test_prune_and_overflow_keep_memory_fixed():
     buf = SpikeBuffer(capacity=50)

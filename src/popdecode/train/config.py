@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from popdecode.errors import UserError
+from popdecode.model.config import PRESETS, POYOConfig
 from popdecode.tokenize.sampler import SAMPLING_MODES
 
 # Interval-set name -> loss weight of the timestamps inside it (spec section 4: center-out).
@@ -92,7 +93,9 @@ class TrainConfig:
             raise UserError(f"--max-steps must be at least 1 (got {self.max_steps})")
         if self.end_queries < 0:
             raise UserError(f"--end-queries must be 0 or more (got {self.end_queries})")
-        window = self.model_overrides.get("window_length", 1.0)  # both presets' windows last 1 s
+        # The window is the preset's unless overridden (an unknown preset is refused where the model is built).
+        preset = PRESETS.get(self.preset)
+        window = self.model_overrides.get("window_length", preset.window_length if preset else POYOConfig.window_length)
         if not 0 <= self.end_span <= window:
             raise UserError(f"--end-span must be between 0 and the window's {window:g} s (got {self.end_span:g})")
         if self.end_only and self.end_queries < 1:
