@@ -2,6 +2,7 @@
 
     python benchmarks/serve_replay.py --run runs/mihi --data store --session mihi_20140303
     python benchmarks/serve_replay.py --run runs/sim --data sim --session sim-a0-s0 --rates 50 100 --kinds events binned
+    python benchmarks/serve_replay.py --run runs/mihi --data store --session mihi_20140303 --delay 0.05
 
 For each rate and input kind: `popdecode serve RUN --record` listens, `popdecode replay STORE
 --split test` streams the session's test trials in real time (spikes and the recorded
@@ -11,6 +12,7 @@ at the recorded behaviour samples of the evaluated periods; and "held": the newe
 sample pushed before each, as task software has it) and set beside `popdecode evaluate
 --causal` (every sample decoded from the window that ends at it) and the usual stitched R^2.
 Goal (issue 19): live R^2 within 0.005 of causal R^2, on the same number of samples.
+``--delay D`` runs serve with ``--delay D`` and compares with ``evaluate --causal --delay D``.
 
 Also printed: latency from the arrival of a tick's newest spike to the push of its decoded
 sample (p50, p99), and ticks decoded.
@@ -32,22 +34,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adaptation import _r2  # noqa: E402
 
 
-def evaluate(run: Path, data: Path, session: str, causal: bool) -> float:
-    suffix = "_causal" if causal else ""
+def evaluate(run: Path, data: Path, session: str, causal: bool, delay: float = 0.0) -> tuple[float, int]:
+    """(R^2, samples) of `popdecode evaluate` on the test split, run unless its results exist."""
+    suffix = ("_causal" + (f"_delay{delay * 1e3:g}ms" if delay else "")) if causal else ""
     results = run / f"results_test{suffix}.json"
     if not results.exists():
         cmd = ["popdecode", "evaluate", str(run), "--data", str(data), "--split", "test", "--sessions", session]
-        subprocess.run(cmd + (["--causal"] if causal else []), check=True, stdout=subprocess.DEVNULL)
-    return _r2(results, session)
+        extra = (["--causal"] + (["--delay", str(delay)] if delay else [])) if causal else []
+        subprocess.run(cmd + extra, check=True, stdout=subprocess.DEVNULL)
+    n = next(r["n_timestamps"] for r in json.loads(results.read_text()) if r["session"] == session)
+    return _r2(results, session), n
 
 
-def live(run: Path, data: Path, session: str, *, rate: float, kind: str, record: Path, threads: int) -> Path:
+def live(run: Path, data: Path, session: str, *, rate: float, kind: str, record: Path, threads: int,
+         delay: float = 0.0) -> Path:
     """One replay through serve; returns the recording."""
     env = {**os.environ, "POPDECODE_PROGRESS": "0"}
     serve = subprocess.Popen(
         ["popdecode", "serve", str(run), "--session", session, "--input", f"{session}-spikes",
          "--truth", f"{session}-behavior", "--rate", str(rate), "--record", str(record), "--loopback",
-         "--threads", str(threads), "--wait", "120", "--status-every", "30"],
+         "--threads", str(threads), "--wait", "120", "--status-every", "30", "--delay", str(delay)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         subprocess.run(["popdecode", "replay", str(data), "--session", session, "--split", "test", "--kind", kind,
@@ -70,6 +76,7 @@ def main() -> None:
     p.add_argument("--rates", nargs="+", type=float, default=[50.0, 100.0], help="serve --rate values")
     p.add_argument("--kinds", nargs="+", default=["events"], choices=["events", "binned"], help="replay --kind values")
     p.add_argument("--threads", type=int, default=1, help="serve --threads (default 1)")
+    p.add_argument("--delay", type=float, default=0.0, help="serve --delay and evaluate --causal --delay (default 0)")
     p.add_argument("--out", type=Path, default=None, help="folder for the recordings (default: RUN/live)")
     args = p.parse_args()
 
@@ -79,15 +86,14 @@ def main() -> None:
 
     out = args.out or args.run / "live"
     out.mkdir(parents=True, exist_ok=True)
-    stitched = evaluate(args.run, args.data, args.session, causal=False)
-    causal = evaluate(args.run, args.data, args.session, causal=True)
-    n_causal = next(r["n_timestamps"] for r in json.loads((args.run / "results_test_causal.json").read_text())
-                    if r["session"] == args.session)
+    stitched, _ = evaluate(args.run, args.data, args.session, causal=False)
+    causal, n_causal = evaluate(args.run, args.data, args.session, causal=True, delay=args.delay)
+    tag = f"_delay{args.delay * 1e3:g}ms" if args.delay else ""
     rows = []
     for kind in args.kinds:
         for rate in args.rates:
             rec_path = live(args.run, args.data, args.session, rate=rate, kind=kind, threads=args.threads,
-                            record=out / f"{args.session}_{kind}_{rate:g}hz.h5")
+                            delay=args.delay, record=out / f"{args.session}_{kind}_{rate:g}hz{tag}.h5")
             rec = Recording.load(rec_path)
             r2, n = rec.score()
             held, _ = rec.score(held=True)
@@ -98,7 +104,7 @@ def main() -> None:
             print(f"{kind} {rate:g} Hz: live R^2 {r2:.4f} (held {held:.4f}) on {n} samples", flush=True)
 
     print(f"\nrun {args.run}, session {args.session}, test split; stitched R^2 {stitched:.4f}, "
-          f"causal R^2 {causal:.4f} ({n_causal} samples)\n")
+          f"causal R^2 {causal:.4f} ({n_causal} samples){f', delay {args.delay:g} s' if args.delay else ''}\n")
     print("| input | rate | live R^2 (interpolated) | live - causal | held | held - causal | samples "
           "| latency p50 / p99 (ms) | ticks |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -78,3 +78,25 @@ def test_empty_store_is_refused(tmp_path, capsys):
         pass
     assert main(["baseline", "--data", str(tmp_path / "empty"), "--model", "wiener"]) == 2
     assert "no sessions in" in capsys.readouterr().err
+
+
+def test_a_split_with_constant_targets_is_left_out_of_the_mean_and_stored_as_null(tmp_path, capsys):
+    moving, resting = make_session("moving", seed=0, num_trials=15, num_units=12), make_session(
+        "resting", seed=1, num_trials=15, num_units=12)
+    series = resting.series["hand_vel"]
+    series.values[resting.split("valid").contains(series.timestamps)] = 0.25  # still through every valid block
+    for s in (moving, resting):
+        write_session(tmp_path / "store", s)
+    out = tmp_path / "w.csv"
+    assert main(["baseline", "--data", str(tmp_path / "store"), "--model", "wiener", "--bin", "0.05", "--lags", "4",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+
+    def strict(name):  # a JSON parser that knows no Infinity or NaN
+        raise ValueError(f"not JSON: {name}")
+
+    details = json.loads(out.with_name("w.details.json").read_text(), parse_constant=strict)
+    valid = {r["session"]: r["r2"] for r in details["rows"]["valid"]}
+    assert valid["resting"] is None and valid["moving"] > 0.3
+    assert f"(valid split: mean R^2 over sessions {valid['moving']:.4f}, leaving out resting (targets constant there)" \
+        in printed

@@ -118,6 +118,26 @@ def test_help_mentions_split_and_outputs(capsys):
     assert "--split" in out and "predictions_<split>.h5" in out
 
 
+def by_hand(run, session, t, delay=0.0):
+    """The model on the raw spikes of [t + delay - 1, t + delay), asked at t, in recorded units."""
+    from popdecode.model.io import load_model
+    from popdecode.train.setup import normalization_from_meta
+
+    model, meta = load_model(run)
+    s, t0 = session, t + delay - 1.0
+    on = (s.spike_times >= t0) & (s.spike_times < t0 + 1.0)
+    rows = torch.from_numpy(model.unit_vocab.index([f"{s.id}/{u}" for u in s.unit_ids]))
+    units = torch.cat([rows.repeat_interleave(2), rows[torch.from_numpy(s.spike_units[on])]])
+    types = torch.cat([torch.tensor([1, 2]).repeat(len(rows)), torch.zeros(int(on.sum()), dtype=torch.int64)])
+    times = torch.cat([torch.tensor([0.0, 1.0]).repeat(len(rows)), torch.from_numpy((s.spike_times[on] - t0).astype(np.float32))])
+    with torch.no_grad():
+        y = model.decode_window(input_units=units, input_types=types, input_times=times,
+                                session_index=int(model.session_vocab.index([s.id])[0]),
+                                output_times=torch.tensor([t - t0], dtype=torch.float32))[0].numpy()
+    mean, std = normalization_from_meta(meta)["hand_vel"]
+    return y * std + mean
+
+
 def test_causal_scores_the_same_samples_from_windows_ending_at_them(trained, capsys):
     root, sessions = trained
     run, store = str(root / "run"), str(root / "store")
@@ -129,21 +149,33 @@ def test_causal_scores_the_same_samples_from_windows_ending_at_them(trained, cap
     assert {r["method"] for r in causal.values()} == {"poyo-causal"}
     assert all(causal[s]["n_timestamps"] == usual[s]["n_timestamps"] for s in usual)
     # one prediction by hand: the model on the raw spikes of [t - 1, t), asked at the window's end
-    from popdecode.model.io import load_model
-    from popdecode.train.setup import normalization_from_meta
-
-    model, meta = load_model(run)
     item = {it.session: it for it in read_predictions(root / "run" / "predictions_test_causal.h5")}["easy-1"]
-    s = sessions[1]
     t = item.timestamps[item.eval_mask][17]
-    on = (s.spike_times >= t - 1.0) & (s.spike_times < t)
-    rows = torch.from_numpy(model.unit_vocab.index([f"easy-1/{u}" for u in s.unit_ids]))
-    units = torch.cat([rows.repeat_interleave(2), rows[torch.from_numpy(s.spike_units[on])]])
-    types = torch.cat([torch.tensor([1, 2]).repeat(len(rows)), torch.zeros(int(on.sum()), dtype=torch.int64)])
-    times = torch.cat([torch.tensor([0.0, 1.0]).repeat(len(rows)), torch.from_numpy((s.spike_times[on] - (t - 1.0)).astype(np.float32))])
-    with torch.no_grad():
-        y = model.decode_window(input_units=units, input_types=types, input_times=times,
-                                session_index=int(model.session_vocab.index(["easy-1"])[0]),
-                                output_times=torch.tensor([1.0]))[0].numpy()
-    mean, std = normalization_from_meta(meta)["hand_vel"]
-    np.testing.assert_allclose(item.prediction[item.eval_mask][17], y * std + mean, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(item.prediction[item.eval_mask][17], by_hand(run, sessions[1], t), rtol=1e-4, atol=1e-4)
+
+
+def test_causal_with_a_delay_answers_each_sample_from_the_window_ending_later(trained, capsys):
+    """--causal --delay D: sample t from [t + D - 1, t + D), asked at t."""
+    root, sessions = trained
+    run, store = str(root / "run"), str(root / "store")
+    assert main(["evaluate", run, "--data", store, "--causal", "--delay", "0.05"]) == 0
+    capsys.readouterr()
+    rows = list(csv.DictReader(open(root / "run" / "results_test_causal_delay50ms.csv")))
+    assert {r["method"] for r in rows} == {"poyo-causal+50ms"}
+    item = {it.session: it for it in read_predictions(root / "run" / "predictions_test_causal_delay50ms.h5")}["easy-0"]
+    t = item.timestamps[item.eval_mask][5]
+    np.testing.assert_allclose(item.prediction[item.eval_mask][5], by_hand(run, sessions[0], t, delay=0.05),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--delay", "0.05"], "--delay applies to causal decoding: add --causal"),
+    (["--causal", "--delay", "1.0"], "--delay must be at least 0 and shorter than the model's 1 s window (got 1)"),
+    (["--causal", "--delay", "-0.01"], "--delay must be at least 0 and shorter than the model's 1 s window (got -0.01)"),
+])
+def test_bad_delay_is_one_line(trained, tmp_path, capsys, flags, message):
+    root, _ = trained
+    out = tmp_path / "r.csv"
+    assert main(["evaluate", str(root / "run"), "--data", str(root / "store"), "--out", str(out), *flags]) == 2
+    assert capsys.readouterr().err == f"popdecode: error: {message}\n"
+    assert not out.exists()

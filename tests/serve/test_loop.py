@@ -120,3 +120,21 @@ def test_stop_from_another_thread_ends_after_the_tick(parts):
     began = time.monotonic()
     stats = loop.run()  # no duration: only stop() ends it
     assert time.monotonic() - began < 1.0 and stats.ticks >= 5
+
+
+def test_a_delay_stamps_each_sample_with_the_time_it_describes(parts):
+    rate, delay = 50.0, 0.1
+    dec = make(parts, delay=delay)
+    t0 = time.monotonic() - 2.0
+    rec = Recording(columns=["x", "y"])
+    loop = ServeLoop(decoder=dec, source=ClockedSource(parts[2], t0), sink=ListSink(), rate=rate,
+                     say=lambda line: None, recording=rec)
+    loop.run(duration=0.5)
+    stamps = np.array([t for t, _ in loop.sink.pushed])
+    np.testing.assert_array_equal(rec.ticks["time"], stamps)
+    # pushed on the tick grid, each stamped `delay` before its tick: the tick grid shifted
+    assert np.all(rec.ticks["pushed"] - stamps >= delay)
+    # and the value is the readout at the stamp, from the window ending at the tick
+    other = make(parts, delay=delay)
+    other.push(parts[2].spike_times + t0, parts[2].spike_units)
+    np.testing.assert_allclose(other.decode(stamps[-1] + delay), loop.sink.pushed[-1][1], rtol=1e-5, atol=1e-5)

@@ -38,18 +38,20 @@ def test_tokens_are_the_tokenizers(parts):
         np.testing.assert_allclose(times, ref.input_times, atol=1e-6)
 
 
-def test_decode_equals_causal_evaluation(parts):
-    """decode(t) on a stream against `evaluate --causal` (batched, padded forward) at the same samples."""
+@pytest.mark.parametrize("delay", [0.0, 0.06])
+def test_decode_equals_causal_evaluation(parts, delay):
+    """decode(t + delay) on a stream against `evaluate --causal [--delay]` (batched, padded
+    forward) at the same samples t."""
     model, meta, session = parts
     tok = setup.make_tokenizer(model, [session], meta, train=False)
     offline = predict_split(model, [session], tok, split="test", normalization=setup.normalization_from_meta(meta),
-                            batch_size=16, causal=True)[(session.id, "hand_vel")]
-    dec = decoder(parts)
+                            batch_size=16, causal=True, delay=delay)[(session.id, "hand_vel")]
+    dec = decoder(parts, delay=delay)
     for times, units in stream_order(session, chunks=300):
         dec.push(times, units)
     # the stream has been delivered in full: decode the test samples in time order
     pick = np.linspace(0, len(offline.timestamps) - 1, 40).astype(int)
-    live = np.stack([dec.decode(t) for t in offline.timestamps[pick]])
+    live = np.stack([dec.decode(t + delay) for t in offline.timestamps[pick]])
     np.testing.assert_allclose(live, offline.predictions[pick], rtol=1e-4, atol=1e-4)
     assert sum(dec.dropped.values()) == 0
 
@@ -85,3 +87,5 @@ def test_unknown_session_and_readout_say_what_to_do(parts):
         OnlineDecoder(model, "nope")
     with pytest.raises(UserError, match="readout 'speed' is not one of the model's: hand_vel"):
         OnlineDecoder(model, session.id, readout="speed")
+    with pytest.raises(UserError, match=r"^--delay must be at least 0 and shorter than the 1 s window \(got 1\)$"):
+        OnlineDecoder(model, session.id, delay=1.0)

@@ -23,6 +23,17 @@ def test_one_window_per_split_sample_ending_at_it():
     assert all(si == 0 and t0 == pytest.approx(q["hand_vel"][0] - 1.0) for si, t0, q in windows)
 
 
+def test_a_delay_moves_each_window_later_by_it():
+    s = easy_session("c", seed=1, seconds=30.0)
+    plain = causal_windows([s], [s.split("test")], {"c": ["hand_vel"]}, window_length=1.0)
+    late = causal_windows([s], [s.split("test")], {"c": ["hand_vel"]}, window_length=1.0, delay=0.08)
+    assert [q["hand_vel"][0] for _, _, q in late] == [q["hand_vel"][0] for _, _, q in plain]
+    assert [t0 for _, t0, _ in late] == pytest.approx([t0 + 0.08 for _, t0, _ in plain])
+    for bad in (-0.01, 1.0):
+        with pytest.raises(ValueError, match="delay must be in"):
+            causal_windows([s], [s.split("test")], {"c": ["hand_vel"]}, window_length=1.0, delay=bad)
+
+
 def test_queries_answer_the_given_times_with_their_recorded_targets():
     s = easy_session("c", seed=1, seconds=30.0)
     model = POYO(config=POYOConfig(dim=32, depth=1, num_latents_per_step=4, cross_heads=1, self_heads=1, dim_head=16),

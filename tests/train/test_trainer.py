@@ -216,3 +216,29 @@ def test_selection_ignores_sessions_with_undefined_r2():
     assert selection_score({"a": 0.5, "b": float("-inf"), "c": 0.7}) == pytest.approx(0.6)
     assert np.isnan(selection_score({"a": float("-inf")}))
     assert np.isnan(selection_score({}))
+
+
+def test_causal_selection_keeps_the_best_causal_model_on_the_same_trajectory(sessions, tmp_path):
+    from popdecode.evaluate.predict import predict_split, score
+    from popdecode.evaluate.results import mean_r2
+
+    runs = {}
+    for select in ("stitched", "causal"):
+        cfg = config(epochs=4, select=select)
+        model, meta = build_model(cfg, sessions)
+        runs[select] = fit(model, sessions, cfg, tmp_path / select, meta=meta)
+    # Which valid R^2 is computed must not touch training: the same losses, step for step.
+    assert [r["loss"] for r in runs["causal"]["log"]] == [r["loss"] for r in runs["stitched"]["log"]]
+
+    # The kept model's recorded score is its causal valid R^2, recomputed here from the saved model.
+    model, meta = load_model(tmp_path / "causal")
+    tokenizer = setup.make_tokenizer(model, sessions, meta, train=False, window_length=model.config.window_length)
+    r2 = {}
+    for causal in (False, True):
+        stitched = predict_split(model, sessions, tokenizer, split="valid", causal=causal,
+                                 normalization=setup.normalization_from_meta(meta))
+        r2[causal] = mean_r2(score(stitched, method="poyo", split="valid"))
+    assert meta["best"]["valid_r2"] == pytest.approx(r2[True], abs=1e-6)
+    assert abs(r2[True] - r2[False]) > 1e-3  # the two scores differ, so the check above can fail
+    logged = [r["valid_r2"] for r in runs["causal"]["log"]]
+    assert runs["causal"]["best_valid_r2"] == pytest.approx(max(logged))

@@ -20,6 +20,7 @@ Training weights every train sample equally (POYO weights samples by movement ph
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,6 +34,11 @@ from popdecode.errors import UserError
 from popdecode.evaluate.results import format_table, mean_r2, write_results
 from popdecode.utils.atomic import write_json
 from popdecode.utils.progress import progress
+
+
+def _json_number(x: float) -> float | None:
+    """JSON has no infinities or NaN: an undefined R^2 is stored as null."""
+    return x if math.isfinite(x) else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -152,11 +158,17 @@ def run(args: argparse.Namespace) -> int:
             for split, row in result.rows.items():
                 rows[split].append(row)
             details.append({"session": session.id, "readout": target, **result.details,
-                            "r2": {split: row.r2 for split, row in result.rows.items()}})
+                            "r2": {split: _json_number(row.r2) for split, row in result.rows.items()}})
 
     print(format_table(rows[args.split]))
     other = "valid" if args.split == "test" else "test"
-    print(f"({other} split: mean R^2 over sessions {mean_r2(rows[other]):.4f}; see {out.with_suffix('')}.details.json)")
+    # A session whose targets never vary on a split (a rat resting through every valid block)
+    # has R^2 = -inf there: left out of the mean and named, as training's selection does.
+    undefined = sorted({r.session for r in rows[other] if not math.isfinite(r.r2) and not math.isnan(r.r2)})
+    defined = [r for r in rows[other] if r.session not in undefined]
+    left_out = f", leaving out {', '.join(undefined)} (targets constant there)" if undefined else ""
+    print(f"({other} split: mean R^2 over sessions {mean_r2(defined):.4f}{left_out}; "
+          f"see {out.with_suffix('')}.details.json)")
     write_results(out, rows[args.split])
     write_json(out.with_name(out.stem + ".details.json"), {
         "command": "baseline",
@@ -165,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         "features": asdict(features),
         "config": {"alphas": list(DEFAULT_ALPHAS if args.alphas is None else args.alphas)} if args.model == "wiener"
         else asdict(mlp if args.model == "mlp" else gru),
-        "rows": {split: [asdict(r) for r in rs] for split, rs in rows.items()},
+        "rows": {split: [{**asdict(r), "r2": _json_number(r.r2)} for r in rs] for split, rs in rows.items()},
         "sessions": details,
     })
     print(f"wrote {out} and {out.with_suffix('.json').name}")

@@ -10,10 +10,14 @@ RUN/predictions_<split>.h5; layout in popdecode.evaluate.prediction_file).
 --causal scores the model the way a live decoder runs (popdecode serve): every sample is
 decoded from the window that ends at it, [t - 1 s, t), answered at the window's end, with no
 look-ahead and no averaging. It costs one window per sample instead of about two per second.
+--causal --delay D scores a live decoder that reports each sample D seconds late (popdecode
+serve --delay D): sample t from the window that ends at t + D. Tens of milliseconds buy part
+of the gap to the stitched R^2 (BENCHMARKS.md, "What a causal window lacks").
 
 examples:
   popdecode evaluate runs/sim --data sim --split test
   popdecode evaluate runs/sim --data sim --split test --causal
+  popdecode evaluate runs/sim --data sim --split test --causal --delay 0.05
   popdecode evaluate runs/sim --data sim --split valid --sessions 'sim-a0-*'
 """
 
@@ -38,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--causal", action="store_true",
                    help="decode every sample from the window ending at it, as popdecode serve does "
                         "(files default to RUN/results_<split>_causal.csv and predictions_<split>_causal.h5)")
+    p.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
+                   help="with --causal: report each sample SECONDS late, decoded from the window that ends "
+                        "SECONDS after it, as popdecode serve --delay does (default 0; method "
+                        "poyo-causal+<ms>ms, files RUN/results_<split>_causal_delay<ms>ms.csv)")
     p.add_argument("--method", default=None, help="method name in the results table (default poyo, or poyo-causal with --causal)")
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass (default 64)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default auto)")
@@ -60,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"run directory {run_dir} does not exist; train a model first (popdecode train --out {run_dir})")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    if args.delay and not args.causal:
+        raise UserError("--delay applies to causal decoding: add --causal")
     device = resolve_device(args.device)
     model, meta = load_model(run_dir, device=device)
 
@@ -82,15 +92,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"popdecode: note: skipping {len(unknown)} session(s) the model does not know, e.g. '{unknown[0]}'",
               file=sys.stderr)
     window_length = float(model.config.window_length)
+    if not 0 <= args.delay < window_length:
+        raise UserError(f"--delay must be at least 0 and shorter than the model's {window_length:g} s window "
+                        f"(got {args.delay:g})")
     tokenizer = setup.make_tokenizer(model, sessions, meta, train=False, window_length=window_length)
     if not any(len(s.split(args.split)) for s in sessions):
         raise UserError(f"no session has a '{args.split}' split; choose another --split or re-run popdecode prepare")
 
-    method = args.method or ("poyo-causal" if args.causal else "poyo")
+    delay_ms = f"{args.delay * 1e3:g}" if args.delay else ""  # e.g. "50": names the method and files
+    method = args.method or ((f"poyo-causal+{delay_ms}ms" if args.delay else "poyo-causal") if args.causal else "poyo")
     stitched = predict_split(
         model, sessions, tokenizer, split=args.split, normalization=setup.normalization_from_meta(meta),
         batch_size=args.batch_size, device=device, precision=args.precision, desc=f"evaluate {args.split}",
-        causal=args.causal,
+        causal=args.causal, delay=args.delay,
     )
 
     by_id = {s.id: s for s in sessions}
@@ -108,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append(ResultRow(method=method, split=args.split, session=sid, readout=readout,
                               r2=r2, n_timestamps=int(mask.sum())))
 
-    suffix = "_causal" if args.causal else ""
+    suffix = (f"_causal_delay{delay_ms}ms" if args.delay else "_causal") if args.causal else ""
     out_csv = Path(args.out) if args.out else run_dir / f"results_{args.split}{suffix}.csv"
     pred_path = Path(args.predictions) if args.predictions else run_dir / f"predictions_{args.split}{suffix}.h5"
     write_predictions(pred_path, items, attrs={"run": str(run_dir), "split": args.split, "method": method})

@@ -55,18 +55,20 @@ def predict_split(
     num_workers: int = 0,
     desc: str | None = None,
     causal: bool = False,
+    delay: float = 0.0,
 ) -> dict[tuple[str, str], Stitched]:
     """Stitched predictions of every (session, readout) on ``split``, in original units.
 
     Every sample inside the split's intervals is returned with its eval mask (R^2 counts
     only the masked ones). Sessions with an empty split are absent from the result.
-    ``causal``: every sample from the one window that ends at it (no stitching).
+    ``causal``: every sample from the one window that ends at it (no stitching), or
+    ``delay`` seconds after it.
     """
     device = torch.device(device)
     intervals = [s.split(split) for s in sessions]
     length = tokenizer.config.window_length
     if causal:
-        windows = causal_windows(sessions, intervals, tokenizer.session_readouts, window_length=length)
+        windows = causal_windows(sessions, intervals, tokenizer.session_readouts, window_length=length, delay=delay)
     else:
         windows = EvalWindowSampler(intervals=intervals, window_length=length, step=0.5).windows
     stitcher = Stitcher(

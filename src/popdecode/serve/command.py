@@ -3,8 +3,9 @@
 At --rate ticks per second, serve takes every spike that arrived, decodes the behaviour at
 that instant from the causal window [t - 1 s, t) (what `popdecode evaluate --causal` scores),
 and pushes it to an LSL outlet: one float32 channel per behaviour dimension, stamped with the
-time it decodes. The input is a spike-event stream (one sample per spike: its unit's index in
-the unit list of the stream's description) or a binned-count stream (one channel per unit,
+time it decodes (with --delay D, each tick t decodes the behaviour at t - D from the same
+window, stamped t - D). The input is a spike-event stream (one sample per spike: its unit's
+index in the unit list of the stream's description) or a binned-count stream (one channel per unit,
 labelled with the unit id, one sample per bin stamped at the bin's end); its units must be
 exactly the session's, matched by label.
 
@@ -36,6 +37,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, metavar="STREAM", help="name of the LSL spike stream (events or binned)")
     p.add_argument("--rate", type=float, default=50.0, help="decoded samples per second (default 50)")
     p.add_argument("--output", default=None, metavar="STREAM", help="name of the decoded stream (default popdecode-SESSION)")
+    p.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
+                   help="report each sample SECONDS late: decode the behaviour at t - SECONDS from the window "
+                        "ending at t, stamped t - SECONDS. Each sample is better about its own time (mihi, "
+                        "0.04 s: +0.04 R^2) but arrives that much older, so a closed loop should keep 0 "
+                        "(BENCHMARKS.md, 'What a causal window lacks'); evaluate --causal --delay scores it "
+                        "offline (default 0)")
     p.add_argument("--readout", default=None, help="readout to decode (default: the session's first)")
     p.add_argument("--truth", default=None, metavar="STREAM",
                    help="record this behaviour stream beside the decoded one (popdecode replay's SESSION-behavior)")
@@ -91,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
-    decoder = OnlineDecoder.from_run(args.run, args.session, device=args.device, readout=args.readout)
+    decoder = OnlineDecoder.from_run(args.run, args.session, device=args.device, readout=args.readout,
+                                     delay=args.delay)
     if args.compile:
         _say("serve: compiling the model (about 40 s the first time; cached afterwards) ...")
         decoder.model.compile_for_inference()

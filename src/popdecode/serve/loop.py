@@ -6,7 +6,8 @@ One tick, read top-down in :meth:`ServeLoop.run`:
    source's clock, so they never drift);
 2. **feed**: take every spike the source has received since the last tick into the
    :class:`~popdecode.serve.online_decoder.OnlineDecoder` (any order; it sorts and counts);
-3. **decode** the readout at t from [t - window, t) and **push** it, stamped t;
+3. **decode** the readout at t from [t - window, t) and **push** it, stamped t (with the
+   decoder's ``delay`` d: the readout at t - d, stamped t - d);
 4. note the latency (arrival of the newest spike of this tick -> push) and keep the truth
    stream's samples when one is recorded;
 5. schedule the next tick. If the decode took longer than a tick, the ticks already past are
@@ -130,7 +131,8 @@ class ServeLoop:
         began = self.clock()
         values = self.decoder.decode(tick)
         decoded = self.clock()
-        self.sink.push(values, tick)
+        stamp = tick - self.decoder.delay  # the time the sample describes
+        self.sink.push(values, stamp)
         pushed = self.clock()
         s = self.stats
         s.ticks += 1
@@ -139,7 +141,7 @@ class ServeLoop:
         if arrival is not None:
             s.latency.add(pushed - arrival)
         if self.recording is not None:
-            self.recording.add_tick(tick, values, pushed=pushed, arrival=arrival,
+            self.recording.add_tick(stamp, values, pushed=pushed, arrival=arrival,
                                     model_s=self.decoder.last_model_s, tokens=self.decoder.last_tokens)
 
     def _schedule(self, next_tick: float) -> float:

@@ -6,7 +6,9 @@ at ``decode(t)``, builds exactly the tokens the tokenizer builds for the window
 [t - window, t) of a recorded session (every unit of the session as two delimiter tokens, then
 the spikes in time order) and answers the one query at the window's end, t. That is the causal
 window ``popdecode evaluate --causal`` scores, so an R^2 measured offline is the R^2 a live
-session gets (``benchmarks/serve_replay.py`` checks it through LSL).
+session gets (``benchmarks/serve_replay.py`` checks it through LSL). With a ``delay`` d it
+answers the query at t - d instead: each sample reported d seconds late, from a window that
+holds the d seconds after it (``evaluate --causal --delay d`` scores the same).
 
 It knows nothing of transports: ``push(times, units)`` with times on any clock (the LSL clock
 for ``popdecode serve``) and units as indices into :attr:`OnlineDecoder.unit_ids`. Whatever
@@ -41,10 +43,12 @@ class OnlineDecoder:
         window: seconds of spikes each decode sees (default: the model's window length;
             other values are untested territory for a trained model).
         capacity: spikes held at most (a burst beyond it drops the oldest, counted).
+        delay: seconds, in [0, window): ``decode(t)`` answers the readout at t - delay (default 0).
     """
 
     def __init__(self, model, session: str, *, normalization: dict | None = None, readout: str | None = None,
-                 session_readouts: dict | None = None, window: float | None = None, capacity: int = 1 << 18):
+                 session_readouts: dict | None = None, window: float | None = None, capacity: int = 1 << 18,
+                 delay: float = 0.0):
         self.model = model.eval()
         if session not in model.session_vocab:
             known = model.session_vocab.names
@@ -63,6 +67,9 @@ class OnlineDecoder:
         self.window = float(window if window is not None else model.config.window_length)
         if not self.window > 0:
             raise UserError(f"the decoding window must be positive seconds (got {self.window})")
+        self.delay = float(delay)
+        if not 0 <= self.delay < self.window:
+            raise UserError(f"--delay must be at least 0 and shorter than the {self.window:g} s window (got {delay:g})")
         mean, std = (normalization or {}).get(self.readout, (None, None))
         self._mean = None if mean is None else np.asarray(mean, dtype=np.float32).reshape(-1)
         self._std = None if std is None else np.asarray(std, dtype=np.float32).reshape(-1)
@@ -79,7 +86,7 @@ class OnlineDecoder:
         self._token_units = np.concatenate([self._delim_units, np.zeros(self.buffer.capacity, np.int64)])
         self._token_types = np.concatenate([self._delim_types, np.full(self.buffer.capacity, SPIKE, np.int64)])
         self._token_times = np.concatenate([self._delim_times, np.zeros(self.buffer.capacity, np.float32)])
-        self._query_time = torch.tensor([self.window], dtype=torch.float32)
+        self._query_time = torch.tensor([self.window - self.delay], dtype=torch.float32)
         self._device = model.omega.device
 
         self._horizon = -np.inf  # spikes earlier than this can no longer enter any window
@@ -156,7 +163,7 @@ class OnlineDecoder:
             self.model.decode_window(**args)
 
     def decode(self, t: float) -> np.ndarray:
-        """float32 [dim]: the readout at time ``t`` from the spikes of [t - window, t) alone."""
+        """float32 [dim]: the readout at time ``t - delay`` from the spikes of [t - window, t) alone."""
         units, types, times = self.tokens(float(t))
         dev = self._device
         started = time.perf_counter()

@@ -87,6 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--end-only", action="store_true",
                    help="train on the end queries alone (none at the window's recorded samples): every "
                         "training query is where a live decoder reads; needs --end-queries")
+    p.add_argument("--select", choices=("stitched", "causal"), default="stitched",
+                   help="which valid R^2 picks the kept model: stitched (the field's protocol, default) or causal "
+                        "(every sample from the window that ends at it, as popdecode serve decodes; for models "
+                        "trained with --end-queries for real-time use)")
     p.add_argument("--loss-weight", action="append", default=[], metavar="SET=W",
                    help="loss weight of an interval set, e.g. reach=5 (repeatable; defaults hold=0.1 reach=5 return=1 outlier=0)")
     p.add_argument("--eval-every", type=int, default=None,
@@ -171,7 +175,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str]:
         **fields, optimizer=args.optimizer, weight_decay=args.weight_decay, max_steps=args.max_steps,
         unit_dropout=not args.no_unit_dropout, loss_weights=_loss_weights(args.loss_weight),
         end_queries=args.end_queries, end_span=args.end_span, end_only=args.end_only,
-        checkpoint_every_steps=args.checkpoint_every,
+        select=args.select, checkpoint_every_steps=args.checkpoint_every,
         time_budget_min=args.time_budget, tensorboard=args.tensorboard, seed=args.seed,
         device=args.device, precision=args.precision, num_workers=args.num_workers, threads=args.threads,
         compile=args.compile,

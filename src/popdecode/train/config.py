@@ -51,6 +51,9 @@ class TrainConfig:
     end_span: float = 0.1
     end_only: bool = False
     # evaluation and bookkeeping ----------------------------------------------------------
+    # which valid R^2 picks the kept model: "stitched" (the field's protocol, what
+    # evaluate reports) or "causal" (each sample from the window ending at it, as serve runs)
+    select: str = "stitched"
     eval_every: int = 1  # validate every N epochs (and always after the last one)
     eval_batch_size: int = 64
     checkpoint_every_steps: int = 0  # also save a resumable state every N steps (0: epoch ends only)
@@ -100,6 +103,8 @@ class TrainConfig:
             raise UserError(f"--end-span must be between 0 and the window's {window:g} s (got {self.end_span:g})")
         if self.end_only and self.end_queries < 1:
             raise UserError("--end-only trains on the end queries alone: give --end-queries N (e.g. 16) too")
+        if self.select not in ("stitched", "causal"):
+            raise UserError(f"--select must be stitched or causal (got {self.select!r})")
         if any(w < 0 for w in self.loss_weights.values()):
             raise UserError("loss weights must be >= 0")
 

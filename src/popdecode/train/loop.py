@@ -218,7 +218,8 @@ def due_for_validation(run: Run, stopped: str | None) -> bool:
 # --- validation and the best model --------------------------------------------------------
 
 def validate(model, sessions: Sequence, tokenizer, meta: dict, config: TrainConfig, device) -> dict[str, float]:
-    """R^2 of each session on its valid split (sessions without one are left out).
+    """R^2 of each session on its valid split (sessions without one are left out), stitched
+    or, with ``config.select == "causal"``, from the window that ends at each sample.
 
     A session whose valid targets do not vary (e.g. a rat resting through every valid block)
     gets -inf: it is logged as such and left out of :func:`selection_score`.
@@ -227,6 +228,7 @@ def validate(model, sessions: Sequence, tokenizer, meta: dict, config: TrainConf
         model, sessions, tokenizer, split="valid",
         normalization=setup.normalization_from_meta(meta),
         batch_size=config.eval_batch_size, device=device, precision=config.precision,
+        causal=config.select == "causal",
     )
     rows = score(stitched, method="poyo", split="valid")
     per_session = {s.id: mean_r2([r for r in rows if r.session == s.id]) for s in sessions}
