@@ -19,7 +19,6 @@ weak at the window's end rather than short of information.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from adaptation import _f, _r2  # noqa: E402
+
+from popdecode.utils.atomic import write_json  # noqa: E402
 
 BIN = 0.02
 LAGS = 10
@@ -90,8 +91,7 @@ def main() -> None:
     print("|" + "---|" + "---:|" * (len(header) - 1))
     for row in rows:
         print("| " + " | ".join(x if isinstance(x, str) else _f(x) for x in row) + " |")
-    json.dump({"session": args.session, "header": header, "rows": rows},
-              open(args.out / f"{args.session}.json", "w"), indent=1)
+    write_json(args.out / f"{args.session}.json", {"session": args.session, "header": header, "rows": rows})
 
 
 if __name__ == "__main__":
