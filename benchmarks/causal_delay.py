@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from adaptation import _f, _r2  # noqa: E402
 
+from popdecode.evaluate.results import variant_suffix  # noqa: E402
 from popdecode.utils.atomic import write_json  # noqa: E402
 
 BIN = 0.02
@@ -36,12 +37,9 @@ LAGS = 10
 
 def poyo(run: Path, data: Path, session: str, delay: float | None) -> float:
     """Test R^2 of a run: stitched (delay None) or causal with a delay; evaluated unless done."""
-    if delay is None:
-        name, extra = "results_test.json", []
-    elif delay == 0:
-        name, extra = "results_test_causal.json", ["--causal"]
-    else:
-        name, extra = f"results_test_causal_delay{delay * 1e3:g}ms.json", ["--causal", "--delay", str(delay)]
+    causal = delay is not None
+    name = f"results_test{variant_suffix(causal=causal, delay=delay or 0.0)}.json"
+    extra = (["--causal"] + (["--delay", str(delay)] if delay else [])) if causal else []
     if not (run / name).exists():
         subprocess.run(["popdecode", "evaluate", str(run), "--data", str(data), "--split", "test",
                         "--sessions", session, *extra], check=True, stdout=subprocess.DEVNULL,

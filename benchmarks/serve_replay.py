@@ -33,11 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from adaptation import _r2  # noqa: E402
 
+from popdecode.evaluate.results import variant_suffix  # noqa: E402
+
 
 def evaluate(run: Path, data: Path, session: str, causal: bool, delay: float = 0.0) -> tuple[float, int]:
     """(R^2, samples) of `popdecode evaluate` on the test split, run unless its results exist."""
-    suffix = ("_causal" + (f"_delay{delay * 1e3:g}ms" if delay else "")) if causal else ""
-    results = run / f"results_test{suffix}.json"
+    results = run / f"results_test{variant_suffix(causal=causal, delay=delay)}.json"
     if not results.exists():
         cmd = ["popdecode", "evaluate", str(run), "--data", str(data), "--split", "test", "--sessions", session]
         extra = (["--causal"] + (["--delay", str(delay)] if delay else [])) if causal else []
@@ -88,7 +89,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     stitched, _ = evaluate(args.run, args.data, args.session, causal=False)
     causal, n_causal = evaluate(args.run, args.data, args.session, causal=True, delay=args.delay)
-    tag = f"_delay{args.delay * 1e3:g}ms" if args.delay else ""
+    tag = f"_delay{args.delay * 1e3:g}ms" if args.delay else ""  # in the recordings' names
     rows = []
     for kind in args.kinds:
         for rate in args.rates:

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from popdecode.evaluate.metrics import r2_score
     from popdecode.evaluate.predict import predict_split
     from popdecode.evaluate.prediction_file import SessionPredictions, write_predictions
-    from popdecode.evaluate.results import ResultRow, format_table, write_results
+    from popdecode.evaluate.results import ResultRow, format_table, variant_suffix, write_results
     from popdecode.model.io import load_model
     from popdecode.train import setup
     from popdecode.train.trainer import resolve_device
@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if not any(len(s.split(args.split)) for s in sessions):
         raise UserError(f"no session has a '{args.split}' split; choose another --split or re-run popdecode prepare")
 
-    delay_ms = f"{args.delay * 1e3:g}" if args.delay else ""  # e.g. "50": names the method and files
-    method = args.method or ((f"poyo-causal+{delay_ms}ms" if args.delay else "poyo-causal") if args.causal else "poyo")
+    method = args.method or ((f"poyo-causal+{args.delay * 1e3:g}ms" if args.delay else "poyo-causal")
+                             if args.causal else "poyo")
     stitched = predict_split(
         model, sessions, tokenizer, split=args.split, normalization=setup.normalization_from_meta(meta),
         batch_size=args.batch_size, device=device, precision=args.precision, desc=f"evaluate {args.split}",
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append(ResultRow(method=method, split=args.split, session=sid, readout=readout,
                               r2=r2, n_timestamps=int(mask.sum())))
 
-    suffix = (f"_causal_delay{delay_ms}ms" if args.delay else "_causal") if args.causal else ""
+    suffix = variant_suffix(causal=args.causal, delay=args.delay)
     out_csv = Path(args.out) if args.out else run_dir / f"results_{args.split}{suffix}.csv"
     pred_path = Path(args.predictions) if args.predictions else run_dir / f"predictions_{args.split}{suffix}.h5"
     write_predictions(pred_path, items, attrs={"run": str(run_dir), "split": args.split, "method": method})

@@ -18,6 +18,14 @@ from popdecode.utils.atomic import atomic_path
 FIELDS = ("method", "split", "session", "readout", "r2", "n_timestamps")
 
 
+def variant_suffix(*, causal: bool, delay: float = 0.0) -> str:
+    """What ``evaluate`` appends to ``results_<split>`` and ``predictions_<split>``: "" for
+    stitched, "_causal", or "_causal_delay<ms>ms" (e.g. "_causal_delay50ms" for 0.05 s)."""
+    if not causal:
+        return ""
+    return f"_causal_delay{delay * 1e3:g}ms" if delay else "_causal"
+
+
 @dataclass
 class ResultRow:
     method: str  # e.g. "poyo", "wiener", "mlp", "gru", "unit-id (10 trials)"
