@@ -20,7 +20,8 @@ import torch
 
 from popdecode.cli import main
 from popdecode.data.store import write_session
-from popdecode.serve.lsl import SPIKES, pylsl, stream_info
+from popdecode.errors import UserError
+from popdecode.serve.lsl import SPIKES, pylsl, session_units, stream_info, unit_lookup
 from popdecode.serve.recording import Recording
 from popdecode.train.config import TrainConfig
 from popdecode.train.trainer import train_from_scratch
@@ -190,3 +191,15 @@ def test_ctrl_c_while_waiting_for_input_exits_cleanly(run, tmp_path):
     assert serve.returncode == 0, err
     assert "SIGINT received" in err and "Traceback" not in err
     assert not (tmp_path / "rec.h5").exists()  # nothing decoded, nothing half-written
+
+
+def test_stream_indices_map_to_session_units_and_undeclared_ones_to_minus_one():
+    session = ["a", "b", "c", "d"]
+    stream = ["c", "a", "d", "b"]  # the rig's order
+    lookup = unit_lookup(stream, session, stream="rig")
+    index = np.array([0, 1, 2, 3, -1, 4, -(2**31), 2**31 - 1, 3, 0], dtype=np.int32)
+    expected = [session.index(stream[i]) if 0 <= i < len(stream) else -1 for i in index.tolist()]
+    assert session_units(lookup, index).tolist() == expected
+    assert session_units(lookup, index.astype(np.int64)).tolist() == expected
+    with pytest.raises(UserError, match=r"missing 1 \(d\), extra 1 \(e\)"):
+        unit_lookup(["a", "b", "c", "e"], session, stream="rig")

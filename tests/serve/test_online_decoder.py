@@ -89,3 +89,55 @@ def test_unknown_session_and_readout_say_what_to_do(parts):
         OnlineDecoder(model, session.id, readout="speed")
     with pytest.raises(UserError, match=r"^--delay must be at least 0 and shorter than the 1 s window \(got 1\)$"):
         OnlineDecoder(model, session.id, delay=1.0)
+
+
+def test_push_keeps_and_counts_what_a_spike_by_spike_reference_does(parts):
+    """Chunks of every kind (in order, shuffled, with unknown units, NaN or infinite times,
+    spikes older than the last window, repeats) against the rules applied one spike at a time."""
+    model, meta, session = parts
+    dec = decoder(parts)
+    n_units = len(dec.unit_ids)
+    rng = np.random.default_rng(3)
+    held: set[tuple[float, int]] = set()
+    counts = dict.fromkeys(["unknown_unit", "invalid_time", "too_old", "duplicate"], 0)
+    horizon, t = -np.inf, 1.0
+    for k in range(200):
+        times = np.round(np.sort(rng.uniform(t - 0.02, t, rng.integers(1, 40))), 5)
+        units = rng.integers(0, n_units, len(times))
+        kind, where = k % 6, [0, len(times) - 1, len(times) // 2][(k // 6) % 3]  # ends matter most
+        if kind == 1:
+            order = rng.permutation(len(times))
+            times, units = times[order], units[order]
+        elif kind == 2:
+            units[where] = [-1, n_units, 10 * n_units][(k // 18) % 3]
+        elif kind == 3:
+            times[where] = [-np.inf, np.nan, np.inf][(k // 18) % 3]  # k = 3: -inf first, before any tick
+        elif kind == 4:
+            times[0] = horizon - 0.5 if np.isfinite(horizon) else times[0]
+        elif kind == 5 and held:
+            old = sorted(held)[-3:]
+            times = np.concatenate([times, [p[0] for p in old]])
+            units = np.concatenate([units, [p[1] for p in old]])
+        for s_t, s_u in zip(times.tolist(), units.tolist()):  # the rules, one spike at a time
+            if not 0 <= s_u < n_units:
+                counts["unknown_unit"] += 1
+            elif not np.isfinite(s_t):
+                counts["invalid_time"] += 1
+            elif s_t < horizon:
+                counts["too_old"] += 1
+            elif (s_t, s_u) in held:
+                counts["duplicate"] += 1
+            else:
+                held.add((s_t, s_u))
+        dec.push(times, units)
+        if k % 5 == 4:  # a tick: the window [t - 1, t) is read, older spikes are forgotten
+            dec.tokens(t)
+            horizon = max(horizon, t - 1.0)
+            held = {p for p in held if p[0] >= horizon}
+        t += 0.02
+    assert {k: dec.dropped[k] for k in counts} == counts and dec.dropped["overflow"] == 0
+    assert min(counts.values()) > 0  # every rule was exercised
+    pairs = sorted(held)
+    np.testing.assert_array_equal(dec.buffer.times, [p[0] for p in pairs])
+    o = np.lexsort((dec.buffer.units, dec.buffer.times))
+    np.testing.assert_array_equal(dec.buffer.units[o], [p[1] for p in pairs])

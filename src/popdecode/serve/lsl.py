@@ -136,9 +136,10 @@ def input_layout(info) -> tuple[str, list[str], float]:
     return "binned", labels, 1.0 / info.nominal_srate()
 
 
-def unit_map(stream_units: list[str], session_units: list[str], *, stream: str) -> np.ndarray:
-    """int64 [len(stream_units)]: the session index of each stream unit. Refuses, in one line,
-    any unit missing from either side."""
+def unit_lookup(stream_units: list[str], session_units: list[str], *, stream: str) -> np.ndarray:
+    """int64 [len(stream_units) + 2]: the session index of stream unit i at position i + 1, and
+    -1 at both ends, for :func:`session_units`. Refuses, in one line, any unit missing from
+    either side."""
     where = {u: i for i, u in enumerate(session_units)}
     missing = [u for u in session_units if u not in set(stream_units)]
     extra = [u for u in stream_units if u not in where]
@@ -147,7 +148,14 @@ def unit_map(stream_units: list[str], session_units: list[str], *, stream: str) 
             return ", ".join(xs[:5]) + (f" and {len(xs) - 5} more" if len(xs) > 5 else "") if xs else "none"
         raise UserError(f"stream '{stream}' does not carry the session's units: missing {len(missing)} ({few(missing)}), "
                         f"extra {len(extra)} ({few(extra)}); send exactly the units the model was trained or adapted on")
-    return np.array([where[u] for u in stream_units], dtype=np.int64)
+    return np.array([-1] + [where[u] for u in stream_units] + [-1], dtype=np.int64)
+
+
+def session_units(lookup: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """int64: the session unit of each stream index, -1 (dropped and counted by the decoder)
+    for an index the stream does not declare. One clipped take, whatever the indices: a
+    live loop pays for every numpy call."""
+    return lookup.take(index + 1, mode="clip")
 
 
 # -- inputs and outputs ----------------------------------------------------------------------------
@@ -169,18 +177,21 @@ def _open_inlet(info):
     return inlet, full
 
 
-def _pull_all(inlet) -> tuple[np.ndarray, np.ndarray] | None:
+def _pull_all(inlet, max_samples: int = 4096) -> tuple[np.ndarray, np.ndarray] | None:
     """Every sample waiting in ``inlet`` as (values [n, channels], timestamps [n]), None if
     none; raises pylsl's LostError when the sender is gone."""
     chunks, stamps = [], []
     while True:
-        samples, ts = inlet.pull_chunk(timeout=0.0, max_samples=4096, as_numpy=True)
-        if len(ts) == 0:
+        samples, ts = inlet.pull_chunk(timeout=0.0, max_samples=max_samples, as_numpy=True)
+        if len(ts):
+            chunks.append(samples)
+            stamps.append(ts)
+        if len(ts) < max_samples:  # the inlet had no more: asking again would only cost a call
             break
-        chunks.append(np.asarray(samples))
-        stamps.append(np.asarray(ts, dtype=np.float64))
     if not chunks:
         return None
+    if len(chunks) == 1:
+        return chunks[0], stamps[0]
     return np.concatenate(chunks), np.concatenate(stamps)
 
 
@@ -239,10 +250,10 @@ class SpikeInlet:
     def _open(self, info):
         inlet, full = _open_inlet(info)
         kind, labels, bin_width = input_layout(full)
-        return inlet, kind, unit_map(labels, self.session_units, stream=self.name), bin_width
+        return inlet, kind, unit_lookup(labels, self.session_units, stream=self.name), bin_width
 
     def _use(self, opened) -> None:
-        self._inlet, self.kind, self._map, self.bin_width = opened
+        self._inlet, self.kind, self._lookup, self.bin_width = opened
 
     def poll(self) -> tuple[np.ndarray, np.ndarray, float]:
         from popdecode.serve.binned import spread_counts
@@ -258,12 +269,9 @@ class SpikeInlet:
             return np.zeros(0), np.zeros(0, np.int64), arrival
         samples, ts = got
         if self.kind == "events":
-            index = samples[:, 0].astype(np.int64)
-            ok = (index >= 0) & (index < len(self._map))
-            units = np.where(ok, self._map[np.clip(index, 0, len(self._map) - 1)], -1)  # -1: counted unknown
-            return ts, units, arrival
+            return ts, session_units(self._lookup, samples[:, 0]), arrival
         times, columns = spread_counts(samples, ts, self.bin_width)
-        return times, np.where(columns >= 0, self._map[np.maximum(columns, 0)], -1), arrival
+        return times, session_units(self._lookup, columns), arrival
 
     def reconnect(self) -> bool:
         opened = self._reopener.poll()

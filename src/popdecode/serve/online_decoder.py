@@ -86,8 +86,8 @@ class OnlineDecoder:
         self._token_units = np.concatenate([self._delim_units, np.zeros(self.buffer.capacity, np.int64)])
         self._token_types = np.concatenate([self._delim_types, np.full(self.buffer.capacity, SPIKE, np.int64)])
         self._token_times = np.concatenate([self._delim_times, np.zeros(self.buffer.capacity, np.float32)])
-        self._query_time = torch.tensor([self.window - self.delay], dtype=torch.float32)
         self._device = model.omega.device
+        self._query_time = torch.tensor([self.window - self.delay], dtype=torch.float32, device=self._device)
 
         self._horizon = -np.inf  # spikes earlier than this can no longer enter any window
         self.received = 0
@@ -121,6 +121,20 @@ class OnlineDecoder:
         self.received += len(times)
         if len(times) == 0:
             return 0
+        # A rig's chunk (in time order, every spike usable) is recognised from its ends and its
+        # units' extremes, a few calls whatever its length; anything else takes the masks below,
+        # which count each reason a spike is dropped.
+        increasing = len(times) == 1 or bool((times[1:] > times[:-1]).all())  # False at any NaN
+        if not (increasing and units.dtype.kind in "iu" and -np.inf < times[0] and times[0] >= self._horizon
+                and times[-1] < np.inf and units.min() >= 0 and units.max() < len(self._rows)):
+            times, units = self._usable(times, units)
+            increasing = None
+        duplicates = self.buffer.duplicates
+        self.buffer.add(times, units.astype(np.int64, copy=False), increasing=increasing)
+        return len(times) - (self.buffer.duplicates - duplicates)
+
+    def _usable(self, times: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The spikes of a chunk that can enter a window; the others counted by reason."""
         unit_ok = (units >= 0) & (units < len(self._rows))
         if units.dtype.kind == "f":  # e.g. a float channel: only exact integers name a unit
             unit_ok &= np.isfinite(units) & (np.floor(units) == units)
@@ -129,50 +143,47 @@ class OnlineDecoder:
         time_ok = np.isfinite(times)
         fresh = times >= self._horizon
         keep = unit_ok & time_ok & fresh
-        if not keep.all():  # the usual chunk is all good: no counting, no copies
-            self._dropped["unknown_unit"] += int((~unit_ok).sum())
-            self._dropped["invalid_time"] += int((unit_ok & ~time_ok).sum())
-            self._dropped["too_old"] += int((unit_ok & time_ok & ~fresh).sum())
-            times, units = times[keep], units[keep]
-        duplicates = self.buffer.duplicates
-        self.buffer.add(times, units.astype(np.int64, copy=False))
-        return len(times) - (self.buffer.duplicates - duplicates)
+        self._dropped["unknown_unit"] += int((~unit_ok).sum())
+        self._dropped["invalid_time"] += int((unit_ok & ~time_ok).sum())
+        self._dropped["too_old"] += int((unit_ok & time_ok & ~fresh).sum())
+        return times[keep], units[keep]
 
     def tokens(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The window [t - window, t) as (unit rows, token types, times since its start):
         views that the next call overwrites (copy them to keep them)."""
         t0 = t - self.window
+        # Spikes before the horizon were forgotten; if t went back, the window starts there.
         self._horizon = max(self._horizon, t0)
-        self.buffer.prune(self._horizon)
-        times, units = self.buffer.window(t0, t)
+        times, units = self.buffer.advance(self._horizon, t)
         self.last_tokens = len(times)
         a, b = len(self._delim_units), len(self._delim_units) + len(times)
         np.take(self._rows, units, out=self._token_units[a:b], mode="clip")  # units are valid rows: no check
         np.subtract(times, t0, out=self._token_times[a:b], casting="same_kind")
         return self._token_units[:b], self._token_types[:b], self._token_times[:b]
 
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        # On the CPU the model reads the token arrays in place; every call saved counts at 50 Hz.
+        tensor = torch.from_numpy(array)
+        return tensor if self._device.type == "cpu" else tensor.to(self._device)
+
     def warm_up(self, repeats: int = 3) -> None:
         """Run the model a few times on a window of delimiters only (the first calls fold the
         weights and, compiled, specialise the code), leaving the stream state untouched."""
-        dev = self._device
-        args = dict(input_units=torch.from_numpy(self._delim_units).to(dev),
-                    input_types=torch.from_numpy(self._delim_types).to(dev),
-                    input_times=torch.from_numpy(self._delim_times).to(dev), session_index=self._session_row,
-                    output_times=self._query_time.to(dev), readout=self.readout)
+        args = dict(input_units=self._tensor(self._delim_units), input_types=self._tensor(self._delim_types),
+                    input_times=self._tensor(self._delim_times), session_index=self._session_row,
+                    output_times=self._query_time, readout=self.readout)
         for _ in range(repeats):
             self.model.decode_window(**args)
 
     def decode(self, t: float) -> np.ndarray:
         """float32 [dim]: the readout at time ``t - delay`` from the spikes of [t - window, t) alone."""
         units, types, times = self.tokens(float(t))
-        dev = self._device
         started = time.perf_counter()
         out = self.model.decode_window(
-            input_units=torch.from_numpy(units).to(dev), input_types=torch.from_numpy(types).to(dev),
-            input_times=torch.from_numpy(times).to(dev), session_index=self._session_row,
-            output_times=self._query_time.to(dev), readout=self.readout,
+            input_units=self._tensor(units), input_types=self._tensor(types), input_times=self._tensor(times),
+            session_index=self._session_row, output_times=self._query_time, readout=self.readout,
         )
-        y = out[0].float().cpu().numpy()
+        y = out.to("cpu", torch.float32).numpy()[0]
         self.last_model_s = time.perf_counter() - started
         if self._std is not None:
             y = y * self._std + self._mean

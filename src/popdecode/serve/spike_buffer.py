@@ -45,15 +45,19 @@ class SpikeBuffer:
     def units(self) -> np.ndarray:
         return self._units[self._lo:self._hi]
 
-    def add(self, times: np.ndarray, units: np.ndarray) -> None:
-        """Insert a chunk of spikes (any order); both arrays already checked by the caller."""
+    def add(self, times: np.ndarray, units: np.ndarray, *, increasing: bool | None = None) -> None:
+        """Insert a chunk of spikes (any order); both arrays already checked by the caller.
+        ``increasing``: whether the caller already found ``times`` strictly increasing (None:
+        find out here)."""
         if len(times) == 0:
             return
         t, u = times, units
         dup = None  # which spikes of the chunk repeat another (None: none can)
         # A chunk in strictly increasing time (what a rig sends) needs no sort and cannot
         # repeat itself; skipping both is most of the cost of a small chunk.
-        if len(t) > 1 and not bool((t[1:] > t[:-1]).all()):
+        if increasing is None:
+            increasing = len(t) == 1 or bool((t[1:] > t[:-1]).all())
+        if not increasing:
             order = np.lexsort((u, t))
             t, u = t[order], u[order]
             dup = np.zeros(len(t), dtype=bool)
@@ -101,9 +105,18 @@ class SpikeBuffer:
 
     def prune(self, before: float) -> None:
         """Forget every spike earlier than ``before``."""
-        self._lo += int(np.searchsorted(self.times, before, side="left"))
+        self.advance(before, before)
 
     def window(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
         """Views of the spikes with t0 <= time < t1 (valid until the next :meth:`add`)."""
-        i0, i1 = np.searchsorted(self.times, [t0, t1], side="left")
-        return self.times[i0:i1], self.units[i0:i1]
+        live = self._times[self._lo:self._hi]
+        i0, i1 = live.searchsorted((t0, max(t0, t1)))
+        return live[i0:i1], self._units[self._lo + i0:self._lo + i1]
+
+    def advance(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        """Forget every spike earlier than ``t0`` and return :meth:`window` (t0, t1): a live
+        decoder's tick in one search instead of two."""
+        live = self._times[self._lo:self._hi]
+        i0, i1 = live.searchsorted((t0, max(t0, t1)))
+        self._lo += int(i0)
+        return live[i0:i1], self._units[self._lo:self._lo + i1 - i0]
