@@ -162,7 +162,8 @@ class OnlineDecoder:
         return self._token_units[:b], self._token_types[:b], self._token_times[:b]
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        # On the CPU the model reads the token arrays in place; every call saved counts at 50 Hz.
+        # from_numpy shares the arrays' memory; on the CPU a .to() would only be one more call
+        # per tensor per tick, and each call counts at 50 Hz.
         tensor = torch.from_numpy(array)
         return tensor if self._device.type == "cpu" else tensor.to(self._device)
 
