@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from popdecode.errors import UserError
-from popdecode.serve.spike_buffer import SpikeBuffer
+from popdecode.serve.spike_buffer import SpikeBuffer, strictly_increasing
 from popdecode.tokenize.batch import SPIKE, UNIT_END, UNIT_START
 
 
@@ -124,7 +124,7 @@ class OnlineDecoder:
         # A rig's chunk (in time order, every spike usable) is recognised from its ends and its
         # units' extremes, a few calls whatever its length; anything else takes the masks below,
         # which count each reason a spike is dropped.
-        increasing = len(times) == 1 or bool((times[1:] > times[:-1]).all())  # False at any NaN
+        increasing = strictly_increasing(times)
         if not (increasing and units.dtype.kind in "iu" and -np.inf < times[0] and times[0] >= self._horizon
                 and times[-1] < np.inf and units.min() >= 0 and units.max() < len(self._rows)):
             times, units = self._usable(times, units)

@@ -55,9 +55,7 @@ class SpikeBuffer:
         dup = None  # which spikes of the chunk repeat another (None: none can)
         # A chunk in strictly increasing time (what a rig sends) needs no sort and cannot
         # repeat itself; skipping both is most of the cost of a small chunk.
-        if increasing is None:
-            increasing = len(t) == 1 or bool((t[1:] > t[:-1]).all())
-        if not increasing:
+        if not (strictly_increasing(t) if increasing is None else increasing):
             order = np.lexsort((u, t))
             t, u = t[order], u[order]
             dup = np.zeros(len(t), dtype=bool)
@@ -105,18 +103,25 @@ class SpikeBuffer:
 
     def prune(self, before: float) -> None:
         """Forget every spike earlier than ``before``."""
-        self.advance(before, before)
+        self._lo = self._span(before, before)[0]
 
     def window(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
         """Views of the spikes with t0 <= time < t1 (valid until the next :meth:`add`)."""
-        live = self._times[self._lo:self._hi]
-        i0, i1 = live.searchsorted((t0, max(t0, t1)))
-        return live[i0:i1], self._units[self._lo + i0:self._lo + i1]
+        i0, i1 = self._span(t0, t1)
+        return self._times[i0:i1], self._units[i0:i1]
 
     def advance(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
-        """Forget every spike earlier than ``t0`` and return :meth:`window` (t0, t1): a live
-        decoder's tick in one search instead of two."""
-        live = self._times[self._lo:self._hi]
-        i0, i1 = live.searchsorted((t0, max(t0, t1)))
-        self._lo += int(i0)
-        return live[i0:i1], self._units[self._lo:self._lo + i1 - i0]
+        """:meth:`prune` (t0) and :meth:`window` (t0, t1) in one search: a live decoder's tick."""
+        i0, i1 = self._span(t0, t1)
+        self._lo = i0
+        return self._times[i0:i1], self._units[i0:i1]
+
+    def _span(self, t0: float, t1: float) -> tuple[int, int]:
+        """Positions [i0, i1) in the arrays of the live spikes with t0 <= time < t1."""
+        i0, i1 = self._times[self._lo:self._hi].searchsorted((t0, max(t0, t1)))
+        return self._lo + int(i0), self._lo + int(i1)
+
+
+def strictly_increasing(times: np.ndarray) -> bool:
+    """Whether ``times`` (at least one) strictly increase; False at any NaN."""
+    return len(times) == 1 or bool((times[1:] > times[:-1]).all())
