@@ -35,14 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adaptation import _r2, log_command, train_windows  # noqa: E402
 from real_scale import SMALL  # noqa: E402  (the small-data recipe's model, batch 16, lr 3e-3, one thread)
 
+BATCH = int(SMALL[SMALL.index("--batch-size") + 1])  # the epochs below are counted in its steps
 VALIDATIONS = 14  # as the real joint runs (14 epochs, validated after each)
 
 
 def plan(args) -> list[tuple[str, list[str], list[str]]]:
     """(run name, sessions, train flags) of every run, singles first within each seed."""
     windows = {sid: train_windows(Path(args.data), sid) for sid in args.sessions}
-    steps_per_epoch = {sid: math.ceil(w / args.batch_size) for sid, w in windows.items()}
-    joint_epoch = math.ceil(sum(windows.values()) / args.batch_size)  # an epoch keeps the pool's window count
+    steps_per_epoch = {sid: math.ceil(w / BATCH) for sid, w in windows.items()}
+    joint_epoch = math.ceil(sum(windows.values()) / BATCH)  # an epoch keeps the pool's window count
     runs = []
     for seed in args.seeds:
         for sid in args.sessions:
@@ -101,7 +102,7 @@ def table(args) -> str:
         single = [r2(f"single_{sid}_s{s}", sid) for s in seeds]
         joint = [r2(f"joint_s{s}", sid) for s in seeds]
         diff = [j - s for j, s in zip(joint, single)]
-        rows.append((pool[sid], mean(single), mean(joint), diff))
+        rows.append((pool[sid], diff))
         lines.append(f"| {sid} | {stored[sid].num_units} | {animal[sid]} ({pool[sid]}) | {' / '.join(f'{v:.3f}' for v in single)} "
                      f"| {mean(single):.3f} | {' / '.join(f'{v:.3f}' for v in joint)} | {mean(joint):.3f} "
                      f"| {' / '.join(f'{d:+.3f}' for d in diff)} | **{mean(diff):+.3f}** |")
@@ -110,7 +111,7 @@ def table(args) -> str:
                         ("animal's only session in the pool", lambda n: n == 1)):
         picked = [r for r in rows if keep(r[0])]
         if picked:
-            diffs = [d for r in picked for d in r[3] if d == d]
+            diffs = [d for r in picked for d in r[1] if d == d]
             better = sum(d > 0 for d in diffs)
             lines.append(f"- {label}: {len(picked)} sessions, joint - single {mean(diffs):+.3f} on average, "
                          f"joint better in {better} of {len(diffs)} session-seed pairs")
@@ -128,7 +129,6 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps-per-session", type=int, default=800,
                    help="training steps each session gets, in its single run and in the joint run (default 800)")
-    p.add_argument("--batch-size", type=int, default=16, help="must match the model flags (small-data recipe: 16)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each (default 2)")
     args = p.parse_args()
     work = Path(args.work)
