@@ -1,6 +1,7 @@
 """One model on many sessions against one model per session, at the same steps per session (issue 20).
 
     python benchmarks/joint_single.py run   --data STORE --work DIR --sessions ID ... [--seeds 0 1 2] [--jobs 2]
+                                            [--joint-flags "--readout-balance readouts"]
     python benchmarks/joint_single.py table --data STORE --work DIR --sessions ID ... [--seeds 0 1 2]
 
 For every seed: one small-data-recipe model per session, trained for ``--steps-per-session``
@@ -53,7 +54,7 @@ def plan(args) -> list[tuple[str, list[str], list[str]]]:
         epochs = math.ceil(args.steps_per_session * len(args.sessions) / joint_epoch)
         runs.append((f"joint_s{seed}", list(args.sessions), [
             "--epochs", str(epochs), "--eval-every", str(max(1, epochs // VALIDATIONS)), "--seed", str(seed),
-            "--sampling", "session"]))
+            "--sampling", "session", *shlex.split(args.joint_flags)]))
     return runs
 
 
@@ -129,6 +130,9 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps-per-session", type=int, default=800,
                    help="training steps each session gets, in its single run and in the joint run (default 800)")
+    p.add_argument("--joint-flags", default="", metavar="FLAGS",
+                   help="more train flags for the joint runs alone, e.g. '--readout-balance windows' (singles "
+                        "have one readout; point a new --work at an old one's single_* runs to reuse them)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each (default 2)")
     args = p.parse_args()
     work = Path(args.work)

@@ -79,7 +79,8 @@ def run(args) -> None:
         for m in MONKEYS:
             pre, ada = work / f"loso_{m}" / "pre", work / f"loso_{m}" / "adapt"
             step(work, ["train", "--data", data, "--exclude-sessions", m, "--out", str(pre), *SMALL, "--epochs", str(LOSO_EPOCHS),
-                        "--eval-every", "1", "--sampling", "session"],
+                        "--eval-every", "1", "--sampling", "session",
+                        "--readout-balance", "readouts"],  # as measured on 2026-12-06 (the default then)
                  lock=args.lock, done=pre / "model.json")
             step(work, ["adapt", str(pre), "--data", data, "--sessions", m, "--labelled-trials", LABELLED,
                         "--threads", "1", "--out", str(ada)], lock=args.lock, done=ada / "learning_curve.json")

@@ -15,7 +15,8 @@ from popdecode.data.session import Series, Session
 from popdecode.train.config import TrainConfig
 
 
-def easy_session(sid: str, *, seed: int, units: int = 12, seconds: float = 60.0, trial: float = 3.0) -> Session:
+def easy_session(sid: str, *, seed: int, units: int = 12, seconds: float = 60.0, trial: float = 3.0,
+                 readout: str = "hand_vel") -> Session:
     rng = np.random.default_rng(seed)
     dt = 0.001
     t = np.arange(0.0, seconds, dt)
@@ -44,8 +45,8 @@ def easy_session(sid: str, *, seed: int, units: int = 12, seconds: float = 60.0,
         spike_times=spike_times[order],
         spike_units=ui[order],
         unit_ids=[f"u{i}" for i in range(units)],
-        series={"hand_vel": Series(beh_t, beh_v, ["vx", "vy"], "cm/s")},
-        targets=["hand_vel"],
+        series={readout: Series(beh_t, beh_v, ["vx", "vy"], "cm/s")},
+        targets=[readout],
         trials={"start": starts, "stop": ends},
         intervals={"train": train, "valid": valid, "test": test, "reach": reach, "eval": reach},
         domain=domain,
@@ -54,6 +55,11 @@ def easy_session(sid: str, *, seed: int, units: int = 12, seconds: float = 60.0,
 
 def easy_sessions(n: int = 2, **kwargs) -> list[Session]:
     return [easy_session(f"easy-{i}", seed=100 + i, **kwargs) for i in range(n)]
+
+
+def two_task_sessions() -> list[Session]:
+    """easy-0 decodes ``hand_vel``, easy-1 ``cursor_vel``: a pool with two readouts."""
+    return [easy_session("easy-0", seed=100), easy_session("easy-1", seed=101, readout="cursor_vel")]
 
 
 # A model small enough to train in a few seconds on one core.

@@ -17,7 +17,7 @@ from popdecode.errors import UserError
 from popdecode.train import distributed
 from popdecode.train.config import TrainConfig
 from popdecode.train.trainer import build_model, fit
-from train.easy_data import TINY_MODEL, easy_sessions
+from train.easy_data import TINY_MODEL, easy_sessions, two_task_sessions
 from train.easy_data import tiny_config as config
 
 WITH_DROPOUT = {**TINY_MODEL, "ffn_dropout": 0.2, "lin_dropout": 0.2, "atn_dropout": 0.2}
@@ -29,28 +29,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world_size: int, port: int, cfg: TrainConfig, out_dir: str, resume: bool, report: str):
+def _sessions(pool: str):
+    return two_task_sessions() if pool == "two tasks" else easy_sessions(2)
+
+
+def _worker(rank: int, world_size: int, port: int, cfg: TrainConfig, out_dir: str, resume: bool, report: str,
+            pool: str):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), POPDECODE_PROGRESS="0")
     torch.set_num_threads(1)
-    sessions = easy_sessions(2)
+    sessions = _sessions(pool)
     model, meta = build_model(cfg, sessions)
     out = fit(model, sessions, cfg, out_dir, meta=meta, resume=resume)
     with open(f"{report}.rank{rank}.json", "w") as f:
         json.dump({k: out[k] for k in ("steps", "best_valid_r2", "best_epoch", "stopped", "valid_r2")}, f)
 
 
-def run_processes(cfg: TrainConfig, out_dir, tmp_path, *, resume: bool = False, world_size: int = 2) -> list[dict]:
+def run_processes(cfg: TrainConfig, out_dir, tmp_path, *, resume: bool = False, world_size: int = 2,
+                  pool: str = "easy") -> list[dict]:
     report = str(tmp_path / f"report-{os.path.basename(out_dir)}-{int(resume)}")
-    mp.spawn(_worker, args=(world_size, _free_port(), cfg, str(out_dir), resume, report), nprocs=world_size)
+    mp.spawn(_worker, args=(world_size, _free_port(), cfg, str(out_dir), resume, report, pool), nprocs=world_size)
     return [json.load(open(f"{report}.rank{r}.json")) for r in range(world_size)]
 
 
-def run_one(cfg: TrainConfig, out_dir) -> dict:
+def run_one(cfg: TrainConfig, out_dir, pool: str = "easy") -> dict:
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        sessions = easy_sessions(2)
+        sessions = _sessions(pool)
         model, meta = build_model(cfg, sessions)
         return fit(model, sessions, cfg, out_dir, meta=meta)
     finally:
@@ -98,6 +104,19 @@ def test_two_processes_make_the_run_one_process_makes(tmp_path):
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
     # Rank 0 alone wrote the run, and left nothing half-written.
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+def test_two_processes_share_readouts_by_the_whole_steps_windows(tmp_path):
+    # Two readouts, one per session, and each process holds 4 of a step's 8 windows: the
+    # shares of --readout-balance windows must be the step's, not each process's own.
+    cfg = config(unit_dropout=False, max_steps=4, readout_balance="windows")
+    one = run_one(cfg, tmp_path / "one", pool="two tasks")
+    run_processes(cfg, tmp_path / "two", tmp_path, pool="two tasks")
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
+    w1, w2 = weights(tmp_path / "one"), weights(tmp_path / "two")
+    for name in w1:
+        torch.testing.assert_close(w2[name], w1[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert one["steps"] == 4
 
 
 def test_two_processes_resume_bit_for_bit(tmp_path):

@@ -79,18 +79,20 @@ def test_help(capsys):
         assert flag in out
 
 
-def test_sampling_is_stored_and_kept_on_resume(store, tmp_path, capsys):
+def test_sampling_and_readout_balance_are_stored_and_kept_on_resume(store, tmp_path, capsys):
     run = tmp_path / "run"
     common = ["train", "--data", str(store), "--out", str(run), "--batch-size", "4", "--threads", "1",
               "--epochs", "1", "--model-option", "depth=1", "--model-option", "dim=32"]
     threads = torch.get_num_threads()
     try:
-        assert main([*common, "--sampling", "sqrt", "--max-steps", "1"]) == 0
+        # both differ from the small-data recipe's (session, windows), which a resume must not take
+        assert main([*common, "--sampling", "sqrt", "--readout-balance", "readouts", "--max-steps", "1"]) == 0
         assert json.loads((run / "train_config.json").read_text())["sampling"] == "sqrt"
-        assert main([*common, "--resume", "--max-steps", "2"]) == 0  # no --sampling: the run's own
+        assert main([*common, "--resume", "--max-steps", "2"]) == 0  # no flags: the run's own
     finally:
         torch.set_num_threads(threads)
-    assert json.loads((run / "train_config.json").read_text())["sampling"] == "sqrt"
+    saved = json.loads((run / "train_config.json").read_text())
+    assert (saved["sampling"], saved["readout_balance"]) == ("sqrt", "readouts")
     assert json.loads((run / "model.json").read_text())["meta"]["train_config"]["sampling"] == "sqrt"
     with pytest.raises(SystemExit) as exit_:
         main([*common, "--sampling", "uniform"])
@@ -99,9 +101,9 @@ def test_sampling_is_stored_and_kept_on_resume(store, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, expected", [
-    ([], {"recipe": "small-data", "batch_size": 16, "lr": 3e-3, "sampling": "sqrt"}),
+    ([], {"recipe": "small-data", "batch_size": 16, "lr": 3e-3, "sampling": "session", "readout_balance": "windows"}),
     (["--recipe", "paper"], {"recipe": "paper", "batch_size": 32, "lr": None, "sampling": "duration", "epochs": 100,
-                             "eval_every": 1}),
+                             "eval_every": 1, "readout_balance": "readouts"}),
     (["--recipe", "paper", "--sampling", "session", "--lr", "0.002"],
      {"recipe": "paper", "batch_size": 32, "lr": 0.002, "sampling": "session"}),
 ])

@@ -75,6 +75,16 @@ class Batch:
     def size(self) -> int:
         return int(self.input_lengths.numel())
 
+    def windows_supervising(self, name: str) -> int:
+        """How many of the batch's windows hold a sample of readout ``name`` with weight > 0."""
+        t = self.targets.get(name)
+        if t is None:
+            return 0
+        window_of_query = torch.repeat_interleave(torch.arange(self.size, device=self.output_lengths.device),
+                                                  self.output_lengths)
+        weighted = torch.as_tensor(t.index)[torch.as_tensor(t.weights) > 0]
+        return int(torch.unique(window_of_query[weighted]).numel())
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         """A copy with every tensor on ``device`` (NumPy fields stay where they are)."""
 

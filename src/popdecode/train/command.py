@@ -9,9 +9,11 @@ lr/1e4, unit dropout, reach-weighted MSE.
 
 recipes (--recipe; every flag you give wins over the recipe):
   auto        the default: small-data below 5 h of training data, else the paper's model and
-              rate; both share epochs among sessions by sqrt of their duration (--sampling)
+              rate with epochs shared among sessions by sqrt of their duration (--sampling)
   small-data  poyo-1.3M with depth 2, 8 latents per step, 1 cross / 2 self heads; batch 16 at
-              lr 3e-3; epochs sized to 64,000 training windows (~4,000 steps), validation ~20 times.
+              lr 3e-3; epochs sized to 64,000 training windows (~4,000 steps), validation ~20 times;
+              every session the same share of each epoch, every window the same weight in the loss
+              whatever it decodes (--sampling session --readout-balance windows).
               The paper's recipe sits on its initial plateau for most of a short CPU run on a few
               sessions (BENCHMARKS.md, "A first run that works"); this one beats the Wiener filter
               on each real monkey session within minutes on 2 cores
@@ -74,8 +76,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "session once (the paper's draw; a long session takes most steps), session = the same "
                         "share for every session, sqrt = shares proportional to sqrt(train duration). An epoch "
                         "keeps its number of windows; short sessions repeat at fresh offsets, long ones are "
-                        "subsampled (default sqrt, the best on the joint real set; the paper recipe's is "
-                        "duration; kept on --resume)")
+                        "subsampled (default: the recipe's; small-data session, the best on the joint real set with "
+                        "--readout-balance windows; auto above 5 h sqrt; paper duration; kept on --resume)")
+    p.add_argument("--readout-balance", choices=("readouts", "windows"), default=None,
+                   help="how readouts (tasks) weigh in each step's loss when sessions differ in what they "
+                        "decode: readouts = each readout's weighted mean once per step, however few of the "
+                        "step's windows carry it (the paper recipe's); windows = each by its share of the step's windows, "
+                        "so that --sampling alone sets what every session gets (the small-data recipe's, with "
+                        "--sampling session: BENCHMARKS.md, 'What costs Mihi in the joint model'; kept on --resume)")
     p.add_argument("--exclude-sessions", nargs="+", default=[], metavar="GLOB", help="leave out sessions whose id matches")
     p.add_argument("--no-unit-dropout", action="store_true", help="turn off the unit-dropout augmentation")
     p.add_argument("--end-queries", type=int, default=0, metavar="N",
@@ -159,6 +167,7 @@ def recipe_fields(args: argparse.Namespace) -> tuple[dict, str]:
     chosen = recipes.choose(args.recipe, sessions)
     given = {"preset": args.preset, "model_overrides": _model_options(args.model_option),
              "batch_size": args.batch_size, "lr": args.lr, "sampling": args.sampling,
+             "readout_balance": args.readout_balance,
              "epochs": args.epochs, "eval_every": args.eval_every}
     shape = recipes.resolve(chosen, given, windows_per_epoch=1)
     model_cfg = dataclasses.replace(PRESETS[shape["preset"]], **shape["model_overrides"])

@@ -28,6 +28,10 @@ class TrainConfig:
     # how an epoch's windows are shared among sessions (popdecode.tokenize.sampler):
     # "duration" (the paper's draw), "session" (equal shares), "sqrt", or one weight per session
     sampling: str | list[float] = "duration"
+    # how readouts (tasks) weigh in each step's loss: "readouts" (each readout's weighted mean
+    # once, however few of the batch's windows it supervises) or "windows" (each by its share
+    # of the batch's windows, so that the sampler alone sets what every session gets)
+    readout_balance: str = "readouts"
     # which recipe ``popdecode train`` resolved the unset flags from (popdecode.train.recipe);
     # a record only: the fields below are what the run uses
     recipe: str = "paper"
@@ -88,6 +92,8 @@ class TrainConfig:
             raise UserError(f"--num-workers must be 0 or more (got {self.num_workers})")
         if isinstance(self.sampling, str) and self.sampling not in SAMPLING_MODES:
             raise UserError(f"--sampling must be one of {', '.join(SAMPLING_MODES)} (got {self.sampling!r})")
+        if self.readout_balance not in ("readouts", "windows"):
+            raise UserError(f"--readout-balance must be readouts or windows (got {self.readout_balance!r})")
         if self.eval_every < 1:
             raise UserError(f"--eval-every must be at least 1 (got {self.eval_every})")
         if self.time_budget_min is not None and not self.time_budget_min > 0:

@@ -22,7 +22,8 @@ would make:
   process divides its own ``sum(w * mse)`` by the step's global ``sum(w)`` (one small
   all-reduce before the loss) and multiplies by N, because DistributedDataParallel
   *averages* gradients: the averaged gradient is the single-process gradient, up to the
-  order of floating-point sums.
+  order of floating-point sums. With ``--readout-balance windows`` each readout's term is
+  also scaled by its share of the whole step's windows (a second small all-reduce counts them).
 - **The rest** is identical on every process (initial weights, gradients, optimiser steps),
   except the dropout stream: process r seeds torch with ``seed + r`` (rank 0 draws what a
   single process draws). Validation is shared: process r scores sessions r, r + N, ... and
@@ -131,6 +132,16 @@ def weight_totals(batch, names: list[str], world: World, device: torch.device) -
     t = torch.stack([x.to(device) for x in local])
     dist.all_reduce(t)
     return dict(zip(names, t.float()))
+
+
+def window_shares(batch, names: list[str], world: World, device: torch.device) -> dict[str, float]:
+    """Each readout's share of the whole step's windows (those with a sample of weight > 0)."""
+    local = torch.tensor([batch.windows_supervising(n) for n in names] + [batch.size], dtype=torch.float64)
+    if world.distributed:
+        local = local.to(device)
+        dist.all_reduce(local)
+    counts = local.tolist()
+    return {n: counts[i] / max(counts[-1], 1.0) for i, n in enumerate(names)}
 
 
 def merge(part: dict, world: World) -> dict:

@@ -82,12 +82,14 @@ class Run:
 # --- one step -----------------------------------------------------------------------------
 
 def weighted_mse(predictions: dict[str, torch.Tensor], batch: Batch,
-                 totals: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                 totals: dict[str, torch.Tensor] | None = None,
+                 shares: dict[str, float] | None = None) -> torch.Tensor:
     """Sum over readouts of sum(w * mse) / sum(w); readouts with no weight are skipped.
 
     ``totals``: each readout's sum(w) over a larger batch that this one is a shard of
     (several processes, :func:`popdecode.train.distributed.weight_totals`); default: this
-    batch's own.
+    batch's own. ``shares``: a factor per readout (``--readout-balance windows``: its share
+    of the batch's windows); default 1 for each.
     """
     total = None
     for name, t in batch.targets.items():
@@ -99,6 +101,8 @@ def weighted_mse(predictions: dict[str, torch.Tensor], batch: Batch,
             continue
         mse = (predictions[name].float() - t.values).pow(2).mean(dim=-1)
         term = (w * mse).sum() / w_sum
+        if shares is not None:
+            term = term * shares[name]
         total = term if total is None else total + term
     if total is None:
         # No supervised sample in the batch: a zero loss that still reaches every parameter
@@ -116,10 +120,12 @@ def train_step(run: Run, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | Non
     lr = lr_at(run.state["global_step"], run.total_steps, config.peak_lr)
     for g in run.optimizer.param_groups:
         g["lr"] = lr
-    totals = distributed.weight_totals(batch, run.model.readout_names, world, run.device)
+    names = run.model.readout_names
+    totals = distributed.weight_totals(batch, names, world, run.device)
+    shares = distributed.window_shares(batch, names, world, run.device) if config.readout_balance == "windows" else None
     with autocast(run.device, config.precision):
         preds = run.net(batch)
-    mse = weighted_mse(preds, batch, totals)
+    mse = weighted_mse(preds, batch, totals, shares)
     # Gradients are averaged over the processes: each one's share counts N times.
     loss = mse * world.size
     extra = None

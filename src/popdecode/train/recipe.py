@@ -11,11 +11,14 @@ training data:
   shallower and narrower in its latents (depth 2, 8 latents per step, 1 cross-attention and
   2 self-attention heads), a 6x higher rate at batch 16 (3e-3), and as many epochs as make
   :data:`SMALL_DATA_WINDOWS` training windows (~4,000 steps, whatever the data's size);
-  validation about 20 times per run.
+  validation about 20 times per run. It gives every session the same share of each epoch
+  (``session``) and weighs every window the same in the loss whatever it decodes
+  (``readout_balance="windows"``), the pair that worked best on the joint real set
+  (BENCHMARKS.md, "What costs Mihi in the joint model").
 - ``paper``: the published recipe, exactly, with the paper's duration-weighted draw.
 - ``auto`` (the default): ``small-data`` below the threshold, else ``paper``'s model and
-  optimiser; both draw sessions by ``sqrt`` of their duration, the draw that worked best on
-  the joint real set (BENCHMARKS.md, "Sampling across sessions").
+  optimiser with sessions drawn by ``sqrt`` of their duration (BENCHMARKS.md, "Sampling
+  across sessions"; not measured at that size).
 
 Every flag the user gives wins over the recipe; ``--preset`` given alone drops the recipe's
 changes to the preset. :class:`popdecode.train.config.TrainConfig` itself keeps the paper's
@@ -45,6 +48,7 @@ class Recipe:
     batch_size: int = 32
     lr: float | None = None  # None: POYO's 3.125e-5 x batch size
     sampling: str = "sqrt"
+    readout_balance: str = "readouts"  # TrainConfig.readout_balance
     windows: int | None = None  # training windows of the run (epochs follow); None: ``epochs``
     epochs: int = 100
     why: str = ""
@@ -55,6 +59,7 @@ SMALL_DATA = Recipe(
     name="small-data",
     model_overrides={"depth": 2, "num_latents_per_step": 8, "cross_heads": 1, "self_heads": 2},
     batch_size=16, lr=3e-3, windows=SMALL_DATA_WINDOWS,
+    sampling="session", readout_balance="windows",  # see the module docstring
 )
 
 
@@ -91,7 +96,7 @@ def resolve(recipe: Recipe, given: dict, windows_per_epoch: int) -> dict:
     """TrainConfig fields: those in ``given`` that are not None, the rest from ``recipe``.
 
     ``given`` holds the user's values for preset, model_overrides, batch_size, lr, sampling,
-    epochs and eval_every (None or empty where the flag was not given).
+    readout_balance, epochs and eval_every (None or empty where the flag was not given).
     """
     preset_given = given.get("preset") is not None
     overrides = {} if preset_given else dict(recipe.model_overrides)
@@ -107,6 +112,8 @@ def resolve(recipe: Recipe, given: dict, windows_per_epoch: int) -> dict:
         "batch_size": given["batch_size"] if given.get("batch_size") is not None else recipe.batch_size,
         "lr": given["lr"] if given.get("lr") is not None else recipe.lr,
         "sampling": given["sampling"] if given.get("sampling") is not None else recipe.sampling,
+        "readout_balance": (given["readout_balance"] if given.get("readout_balance") is not None
+                            else recipe.readout_balance),
         "epochs": epochs,
         "eval_every": eval_every,
     }
@@ -117,5 +124,6 @@ def describe(recipe: Recipe, fields: dict) -> str:
     opts = " ".join(f"{k}={v}" for k, v in fields["model_overrides"].items())
     lr = "3.125e-5 x batch" if fields["lr"] is None else f"{fields['lr']:g}"
     return (f"recipe {recipe.name} ({recipe.why}): {fields['preset']}{' ' + opts if opts else ''}, "
-            f"batch {fields['batch_size']}, lr {lr}, {fields['epochs']} epochs, sampling {fields['sampling']}"
+            f"batch {fields['batch_size']}, lr {lr}, {fields['epochs']} epochs, sampling {fields['sampling']}, "
+            f"readout balance {fields['readout_balance']}"
             + ("" if recipe.name == "paper" else "; --recipe paper for the published recipe"))

@@ -307,8 +307,10 @@ def train_from_scratch(config: TrainConfig, out_dir: str | Path, *, resume: bool
             # What shaped the run comes from the run itself; only how to run it comes from
             # this invocation.
             runtime = {k: getattr(config, k) for k in RUNTIME_FIELDS}
-            # Runs saved before --sampling existed drew by duration.
-            config = TrainConfig.from_dict({"sampling": "duration", **json.loads(saved.read_text()), **runtime})
+            # Runs saved before --sampling and --readout-balance existed drew by duration and
+            # weighed every readout once per step.
+            config = TrainConfig.from_dict({"sampling": "duration", "readout_balance": "readouts",
+                                            **json.loads(saved.read_text()), **runtime})
     if not config.data:
         raise UserError("no data given; pass --data DIR (a store made by popdecode prepare or simulate)")
     sessions = setup.select_sessions(open_sessions(config.data), config.sessions, config.exclude_sessions)
