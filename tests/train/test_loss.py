@@ -8,7 +8,7 @@ import torch
 
 from popdecode.tokenize.batch import ReadoutTargets, TokenizedWindow
 from popdecode.tokenize.collate import collate
-from popdecode.train.distributed import World, window_shares
+from popdecode.train.distributed import World, step_totals
 from popdecode.train.loop import weighted_mse
 
 
@@ -50,7 +50,8 @@ def test_windows_supervising_counts_windows_with_weight(batch):
     assert b.windows_supervising("vel") == 2  # the all-zero window does not count
     assert b.windows_supervising("pos") == 1
     assert b.windows_supervising("force") == 0
-    assert window_shares(b, ["pos", "vel"], World(), torch.device("cpu")) == {"pos": 0.25, "vel": 0.5}
+    totals, shares = step_totals(b, ["pos", "vel"], World(), torch.device("cpu"), with_shares=True)
+    assert totals is None and shares == {"pos": 0.25, "vel": 0.5}  # one process: the batch's own sums
 
 
 def test_readout_balance_weighs_terms_by_window_share(batch):
@@ -60,5 +61,5 @@ def test_readout_balance_weighs_terms_by_window_share(batch):
     # "readouts": each readout once, however few windows carry it
     assert float(weighted_mse(preds, b)) == pytest.approx(vel + pos, rel=1e-6)
     # "windows": each by its share of the batch's four windows
-    shares = window_shares(b, ["pos", "vel"], World(), torch.device("cpu"))
+    _, shares = step_totals(b, ["pos", "vel"], World(), torch.device("cpu"), with_shares=True)
     assert float(weighted_mse(preds, b, shares=shares)) == pytest.approx(0.5 * vel + 0.25 * pos, rel=1e-6)

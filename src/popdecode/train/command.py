@@ -41,7 +41,7 @@ import argparse
 
 from popdecode.errors import UserError
 from popdecode.tokenize.sampler import SAMPLING_MODES
-from popdecode.train.config import TrainConfig
+from popdecode.train.config import READOUT_BALANCES, TrainConfig
 from popdecode.train.recipe import RECIPES
 
 
@@ -78,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "keeps its number of windows; short sessions repeat at fresh offsets, long ones are "
                         "subsampled (default: the recipe's; small-data session, the best on the joint real set with "
                         "--readout-balance windows; auto above 5 h sqrt; paper duration; kept on --resume)")
-    p.add_argument("--readout-balance", choices=("readouts", "windows"), default=None,
+    p.add_argument("--readout-balance", choices=READOUT_BALANCES, default=None,
                    help="how readouts (tasks) weigh in each step's loss when sessions differ in what they "
                         "decode: readouts = each readout's weighted mean once per step, however few of the "
                         "step's windows carry it (the paper recipe's); windows = each by its share of the step's windows, "

@@ -15,6 +15,8 @@ from popdecode.errors import UserError
 from popdecode.model.config import PRESETS, POYOConfig
 from popdecode.tokenize.sampler import SAMPLING_MODES
 
+READOUT_BALANCES = ("readouts", "windows")  # TrainConfig.readout_balance
+
 # Interval-set name -> loss weight of the timestamps inside it (spec section 4: center-out).
 DEFAULT_LOSS_WEIGHTS = {"hold": 0.1, "reach": 5.0, "return": 1.0, "outlier": 0.0}
 
@@ -92,8 +94,8 @@ class TrainConfig:
             raise UserError(f"--num-workers must be 0 or more (got {self.num_workers})")
         if isinstance(self.sampling, str) and self.sampling not in SAMPLING_MODES:
             raise UserError(f"--sampling must be one of {', '.join(SAMPLING_MODES)} (got {self.sampling!r})")
-        if self.readout_balance not in ("readouts", "windows"):
-            raise UserError(f"--readout-balance must be readouts or windows (got {self.readout_balance!r})")
+        if self.readout_balance not in READOUT_BALANCES:
+            raise UserError(f"--readout-balance must be one of {', '.join(READOUT_BALANCES)} (got {self.readout_balance!r})")
         if self.eval_every < 1:
             raise UserError(f"--eval-every must be at least 1 (got {self.eval_every})")
         if self.time_budget_min is not None and not self.time_budget_min > 0:

@@ -23,7 +23,7 @@ would make:
   all-reduce before the loss) and multiplies by N, because DistributedDataParallel
   *averages* gradients: the averaged gradient is the single-process gradient, up to the
   order of floating-point sums. With ``--readout-balance windows`` each readout's term is
-  also scaled by its share of the whole step's windows (a second small all-reduce counts them).
+  also scaled by its share of the whole step's windows (counted in the same all-reduce).
 - **The rest** is identical on every process (initial weights, gradients, optimiser steps),
   except the dropout stream: process r seeds torch with ``seed + r`` (rank 0 draws what a
   single process draws). Validation is shared: process r scores sessions r, r + N, ... and
@@ -123,25 +123,28 @@ def all_sum(values: list[float], world: World, device: torch.device) -> list[flo
     return t.tolist()
 
 
-def weight_totals(batch, names: list[str], world: World, device: torch.device) -> dict[str, torch.Tensor] | None:
-    """Each readout's ``sum(w)`` over the whole step's windows (None in a world of one)."""
-    if not world.distributed:
-        return None
-    local = [batch.targets[n].weights.sum().double() if n in batch.targets else torch.zeros((), dtype=torch.float64)
-             for n in names]
-    t = torch.stack([x.to(device) for x in local])
-    dist.all_reduce(t)
-    return dict(zip(names, t.float()))
-
-
-def window_shares(batch, names: list[str], world: World, device: torch.device) -> dict[str, float]:
-    """Each readout's share of the whole step's windows (those with a sample of weight > 0)."""
-    local = torch.tensor([batch.windows_supervising(n) for n in names] + [batch.size], dtype=torch.float64)
+def step_totals(batch, names: list[str], world: World, device: torch.device, *,
+                with_shares: bool) -> tuple[dict[str, torch.Tensor] | None, dict[str, float] | None]:
+    """Per readout, over the whole step's windows, in one all-reduce: ``sum(w)`` (None in a
+    world of one, where the batch's own is the step's) and, when ``with_shares``
+    (``--readout-balance windows``), its share of the windows holding a sample of weight > 0
+    (else None)."""
+    if not world.distributed and not with_shares:
+        return None, None
+    sums = [batch.targets[n].weights.sum().double() if n in batch.targets else torch.zeros((), dtype=torch.float64)
+            for n in names]
+    t = torch.stack([x.to(device) for x in sums])
+    if with_shares:
+        counts = [batch.windows_supervising(n) for n in names] + [batch.size]
+        t = torch.cat([t, torch.tensor(counts, dtype=torch.float64, device=device)])
     if world.distributed:
-        local = local.to(device)
-        dist.all_reduce(local)
-    counts = local.tolist()
-    return {n: counts[i] / max(counts[-1], 1.0) for i, n in enumerate(names)}
+        dist.all_reduce(t)
+    k = len(names)
+    totals = dict(zip(names, t[:k].float())) if world.distributed else None
+    if not with_shares:
+        return totals, None
+    counts = t[k:].tolist()
+    return totals, {n: counts[i] / max(counts[-1], 1.0) for i, n in enumerate(names)}
 
 
 def merge(part: dict, world: World) -> dict:

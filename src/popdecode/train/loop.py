@@ -87,7 +87,7 @@ def weighted_mse(predictions: dict[str, torch.Tensor], batch: Batch,
     """Sum over readouts of sum(w * mse) / sum(w); readouts with no weight are skipped.
 
     ``totals``: each readout's sum(w) over a larger batch that this one is a shard of
-    (several processes, :func:`popdecode.train.distributed.weight_totals`); default: this
+    (several processes, :func:`popdecode.train.distributed.step_totals`); default: this
     batch's own. ``shares``: a factor per readout (``--readout-balance windows``: its share
     of the batch's windows); default 1 for each.
     """
@@ -120,9 +120,8 @@ def train_step(run: Run, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | Non
     lr = lr_at(run.state["global_step"], run.total_steps, config.peak_lr)
     for g in run.optimizer.param_groups:
         g["lr"] = lr
-    names = run.model.readout_names
-    totals = distributed.weight_totals(batch, names, world, run.device)
-    shares = distributed.window_shares(batch, names, world, run.device) if config.readout_balance == "windows" else None
+    totals, shares = distributed.step_totals(batch, run.model.readout_names, world, run.device,
+                                             with_shares=config.readout_balance == "windows")
     with autocast(run.device, config.precision):
         preds = run.net(batch)
     mse = weighted_mse(preds, batch, totals, shares)
