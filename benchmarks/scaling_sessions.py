@@ -46,6 +46,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -121,7 +122,8 @@ class Study:
         return self.run(["train", "--data", str(self.data), "--sessions", *sessions, "--out", str(out),
                          "--preset", "poyo-1.3M", *options, "--batch-size", str(a.batch_size), "--lr", f"{self.lr(size):g}",
                          "--epochs", str(epochs), "--max-steps", str(a.max_steps),
-                         "--eval-every", str(max(1, epochs // a.validations)), "--threads", str(a.threads)])
+                         "--eval-every", str(max(1, epochs // a.validations)), "--threads", str(a.threads),
+                         *shlex.split(a.train_flags)])
 
     def adapt(self, pre: Path, sid: str, out: Path, *, scratch: bool) -> float:
         a = self.args
@@ -176,7 +178,9 @@ class Study:
                 row = {"size": size, "sessions": n, "passes_per_session": a.max_steps * a.batch_size / windows,
                        "valid_common": nan, "valid_set": nan,
                        "pretrain_s": timings.get(f"pretrain-{size}-n{n:02d}")}
-                row["lr"] = json.loads((pre / "train_config.json").read_text())["lr"]
+                config = json.loads((pre / "train_config.json").read_text())
+                row["lr"] = config["lr"]
+                row["embedding_lr_scale"] = config.get("embedding_lr_scale", 1.0)
                 row["plateau_step"] = plateau_exit(pre / "train_log.csv")
                 if (pre / "results_valid.json").exists():
                     row["valid_common"] = _r2(pre / "results_valid.json", COMMON)
@@ -208,7 +212,7 @@ class Study:
                  "|---" * (7 + len(cols)) + "|"]
         for r in out["rows"]:
             plateau = "never" if r["plateau_step"] is None else str(r["plateau_step"])
-            lines.append(f"| {r['size']}, lr {r['lr']:g} | {r['sessions']} | {r['passes_per_session']:.1f} | {plateau} | {_f(r['valid_common'])} | "
+            lines.append(f"| {r['size']}, {rate(r)} | {r['sessions']} | {r['passes_per_session']:.1f} | {plateau} | {_f(r['valid_common'])} | "
                          f"{_f(r['valid_set'])} | " + " | ".join(_f(r[f'{sid}/{req}']) for sid, req in cols)
                          + f" | {_f(r['pretrain_s'], '.0f') if r['pretrain_s'] else '-'} |")
         refs = out["references"]
@@ -236,7 +240,7 @@ class Study:
         # One line per (size, budget): this study's runs, then those of each --also study.
         studies = [(self.args.max_steps, out)] + [(st.args.max_steps, st.collect()) for st in self.also()]
         colours = itertools.cycle(f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown", "pink", "olive"))
-        series = [(f"{size}, {steps} steps, lr {rows[0]['lr']:g}", next(colours), rows)
+        series = [(f"{size}, {steps} steps, {rate(rows[0])}", next(colours), rows)
                   for steps, o in studies for size in SIZES
                   if (rows := [r for r in o["rows"] if r["size"] == size])]
         fig, axes = plt.subplots(1, 3, figsize=(15, 6))
@@ -247,10 +251,11 @@ class Study:
                     if pts:
                         ax.plot(*zip(*pts), style, marker="o", color=colour)
             # Single-session training is a reference per budget; from scratch has one budget (adapt's).
-            singles = {steps: o["references"][sid]["single"] for steps, o in reversed(studies)}
-            for (steps, single), grey in zip(sorted(singles.items()), itertools.cycle(("grey", "black"))):
+            singles = {(steps, rate(o["rows"][0]) if o["rows"] else ""): o["references"][sid]["single"]
+                       for steps, o in reversed(studies)}
+            for ((steps, how), single), grey in zip(sorted(singles.items()), itertools.cycle(("grey", "black"))):
                 if single == single:
-                    ax.axhline(single, color=grey, linewidth=2, label=f"single-session ({steps} steps), all trials")
+                    ax.axhline(single, color=grey, linewidth=2, label=f"single-session ({steps} steps, {how}), all trials")
             ref = out["references"][sid]
             for key, style, label in (("scratch-all", ":", "from scratch, all trials"),
                                       ("scratch-10", "-.", "from scratch, 10 trials")):
@@ -295,6 +300,12 @@ class Study:
                 raise SystemExit(f"--also {work}: no pretraining runs under {work}/runs; run that study first")
             studies.append(Study(argparse.Namespace(**{**vars(self.args), "work": work, "max_steps": steps, "also": []})))
         return studies
+
+
+def rate(row: dict) -> str:
+    """How a row's runs were stepped: the rate, and the embedding tables' multiple of it."""
+    scale = row.get("embedding_lr_scale", 1.0)
+    return f"lr {row['lr']:g}" + (f", embeddings x{scale:g}" if scale != 1 else "")
 
 
 def budget(work: Path) -> int | None:
@@ -344,6 +355,8 @@ def main() -> None:
     p.add_argument("--adapt-steps", type=int, default=150, help="adapt --steps (unit-id stage)")
     p.add_argument("--scratch-steps", type=int, default=400, help="adapt --scratch-steps of the from-scratch reference")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--train-flags", default="", metavar="FLAGS",
+                   help='more flags for every popdecode train of the study, e.g. "--embedding-lr-scale 10"')
     p.add_argument("--lock", default=None, help="lane lock file held for each command (e.g. /tmp/pd-laneB.lock)")
     p.add_argument("--pause", type=float, default=5.0, help="seconds between commands, with --lock")
     p.add_argument("--figure", default=str(FIGURE))

@@ -242,3 +242,25 @@ def test_causal_selection_keeps_the_best_causal_model_on_the_same_trajectory(ses
     assert abs(r2[True] - r2[False]) > 1e-3  # the two scores differ, so the check above can fail
     logged = [r["valid_r2"] for r in runs["causal"]["log"]]
     assert runs["causal"]["best_valid_r2"] == pytest.approx(max(logged))
+
+
+@pytest.mark.parametrize("scale", [1.0, 8.0])
+def test_embedding_tables_move_at_their_own_rate(sessions, tmp_path, scale):
+    # LAMB moves every tensor by lr x |w| in norm (the touched rows only, for the tables), so
+    # after one step the tables' change is exactly scale x that and the rest's is lr x |w|.
+    cfg = config(epochs=1, max_steps=1, lr=1e-3, embedding_lr_scale=scale)
+    model, meta = build_model(cfg, sessions)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    fit(model, sessions, cfg, tmp_path / "run", meta=meta)
+    after = dict(model.named_parameters())
+    for name in ("unit_vocab.weight", "session_vocab.weight", "readouts.hand_vel.weight"):
+        w, new = before[name], after[name].detach()
+        moved = (new != w).reshape(w.shape[0], -1).any(dim=1) if "vocab" in name else slice(None)
+        rate = 1e-3 * (scale if "vocab" in name else 1.0)
+        assert torch.linalg.vector_norm(new[moved] - w[moved]) == pytest.approx(
+            rate * torch.linalg.vector_norm(w[moved]), rel=1e-3), name
+
+
+def test_a_non_positive_embedding_rate_is_refused():
+    with pytest.raises(UserError, match="--embedding-lr-scale must be positive"):
+        config(embedding_lr_scale=0)

@@ -20,6 +20,10 @@ recipes (--recipe; every flag you give wins over the recipe):
   paper       exactly the published recipe: poyo-1.3M, batch 32, lr 3.125e-5 x batch, 100 epochs,
               every window of every session once per epoch (--sampling duration)
 
+--embedding-lr-scale K steps the unit and session embedding tables at K x --lr (default 1):
+10 trains sets of 4-16 simulated sessions faster, but hurt adaptation from 1-2 sessions and
+did not move 32 off the plateau (BENCHMARKS.md, "Why bigger sets stay on the plateau").
+
 examples:
   popdecode train --data store --out runs/first                 # the recipe picks model and rate
   popdecode train --data sim --recipe paper --out runs/paper      # the published recipe
@@ -61,6 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (default: the recipe's; small-data 3e-3, paper 3.125e-5 x batch size)")
     p.add_argument("--optimizer", choices=("lamb", "adamw"), default=d.optimizer, help="optimiser (default lamb)")
+    p.add_argument("--embedding-lr-scale", type=float, default=d.embedding_lr_scale,
+                   help="rate of the unit and session embedding tables as a multiple of --lr (default 1)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"decoupled weight decay (default {d.weight_decay:g})")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of initial weights, window order and dropout")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="where to train (default auto)")
@@ -181,7 +187,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     fields, line = recipe_fields(args)
     config = TrainConfig(
         data=list(args.data), sessions=list(args.sessions), exclude_sessions=list(args.exclude_sessions),
-        **fields, optimizer=args.optimizer, weight_decay=args.weight_decay, max_steps=args.max_steps,
+        **fields, optimizer=args.optimizer, weight_decay=args.weight_decay, embedding_lr_scale=args.embedding_lr_scale, max_steps=args.max_steps,
         unit_dropout=not args.no_unit_dropout, loss_weights=_loss_weights(args.loss_weight),
         end_queries=args.end_queries, end_span=args.end_span, end_only=args.end_only,
         select=args.select, checkpoint_every_steps=args.checkpoint_every,

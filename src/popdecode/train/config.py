@@ -46,6 +46,8 @@ class TrainConfig:
     lr: float | None = None  # peak learning rate; None: 3.125e-5 x batch size
     optimizer: str = "lamb"  # "lamb" or "adamw"
     weight_decay: float = 1e-4
+    # the unit and session embedding tables' rate, as a multiple of the rest's
+    embedding_lr_scale: float = 1.0
     max_steps: int | None = None  # stop after this many steps (the schedule still spans all epochs)
     # data augmentation and loss ---------------------------------------------------------
     unit_dropout: bool = True
@@ -84,6 +86,8 @@ class TrainConfig:
             raise UserError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if self.lr is not None and not self.lr > 0:
             raise UserError(f"--lr must be positive (got {self.lr})")
+        if not self.embedding_lr_scale > 0:
+            raise UserError(f"--embedding-lr-scale must be positive (got {self.embedding_lr_scale})")
         if self.optimizer not in ("lamb", "adamw"):
             raise UserError(f"--optimizer must be lamb or adamw (got {self.optimizer!r})")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -119,7 +119,7 @@ def train_step(run: Run, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | Non
     config, world = run.config, run.world
     lr = lr_at(run.state["global_step"], run.total_steps, config.peak_lr)
     for g in run.optimizer.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_scale", 1.0)
     totals, shares = distributed.step_totals(batch, run.model.readout_names, world, run.device,
                                              with_shares=config.readout_balance == "windows")
     with autocast(run.device, config.precision):

@@ -77,7 +77,8 @@ def table_parameters(model) -> list[torch.nn.Parameter]:
     return [model.unit_vocab.weight, model.session_vocab.weight]
 
 
-def parameter_groups(model, row_masks: dict[str, torch.Tensor], extra: Sequence[torch.Tensor] = ()) -> list[dict]:
+def parameter_groups(model, row_masks: dict[str, torch.Tensor], extra: Sequence[torch.Tensor] = (), *,
+                     table_lr_scale: float = 1.0) -> list[dict]:
     """Two optimiser groups: sparse-row tables (and row-masked weights), and the rest, which
     also holds ``extra`` trainable tensors that live outside the model (e.g. the mixing
     weights of :class:`popdecode.model.vocab.RowMixture`)."""
@@ -87,7 +88,8 @@ def parameter_groups(model, row_masks: dict[str, torch.Tensor], extra: Sequence[
     for p in model.parameters():
         if p.requires_grad:
             (sparse if id(p) in sparse_ids else dense).append(p)
-    return [{"params": sparse, "sparse_rows": True}, {"params": dense + list(extra), "sparse_rows": False}]
+    return [{"params": sparse, "sparse_rows": True, "lr_scale": table_lr_scale},
+            {"params": dense + list(extra), "sparse_rows": False, "lr_scale": 1.0}]
 
 
 def _tensorboard_class(enabled: bool):
@@ -214,7 +216,7 @@ def fit(
     B = distributed.local_batch_size(config.batch_size, world)  # this process's share of the batch
     masks = mask_tensors(model, row_masks, device)
     optimizer = build_optimizer(
-        parameter_groups(model, masks, external), name=config.optimizer, lr=config.peak_lr,
+        parameter_groups(model, masks, external, table_lr_scale=config.embedding_lr_scale), name=config.optimizer, lr=config.peak_lr,
         weight_decay=config.weight_decay,
     )
     sampler, dataset, eval_tok = training_data(model, sessions, meta, config, world, window_length)
