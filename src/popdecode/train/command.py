@@ -187,7 +187,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     fields, line = recipe_fields(args)
     config = TrainConfig(
         data=list(args.data), sessions=list(args.sessions), exclude_sessions=list(args.exclude_sessions),
-        **fields, optimizer=args.optimizer, weight_decay=args.weight_decay, embedding_lr_scale=args.embedding_lr_scale, max_steps=args.max_steps,
+        **fields, optimizer=args.optimizer, weight_decay=args.weight_decay,
+        embedding_lr_scale=args.embedding_lr_scale, max_steps=args.max_steps,
         unit_dropout=not args.no_unit_dropout, loss_weights=_loss_weights(args.loss_weight),
         end_queries=args.end_queries, end_span=args.end_span, end_only=args.end_only,
         select=args.select, checkpoint_every_steps=args.checkpoint_every,

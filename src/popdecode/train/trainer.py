@@ -78,17 +78,18 @@ def table_parameters(model) -> list[torch.nn.Parameter]:
 
 
 def parameter_groups(model, row_masks: dict[str, torch.Tensor], extra: Sequence[torch.Tensor] = (), *,
-                     table_lr_scale: float = 1.0) -> list[dict]:
+                     embedding_lr_scale: float = 1.0) -> list[dict]:
     """Two optimiser groups: sparse-row tables (and row-masked weights), and the rest, which
     also holds ``extra`` trainable tensors that live outside the model (e.g. the mixing
-    weights of :class:`popdecode.model.vocab.RowMixture`)."""
+    weights of :class:`popdecode.model.vocab.RowMixture`). Each group's ``lr_scale`` multiplies
+    the scheduled rate (``TrainConfig.embedding_lr_scale`` for the first, 1 for the rest)."""
     named = dict(model.named_parameters())
     sparse_ids = {id(p) for p in table_parameters(model)} | {id(named[n]) for n in row_masks}
     sparse, dense = [], []
     for p in model.parameters():
         if p.requires_grad:
             (sparse if id(p) in sparse_ids else dense).append(p)
-    return [{"params": sparse, "sparse_rows": True, "lr_scale": table_lr_scale},
+    return [{"params": sparse, "sparse_rows": True, "lr_scale": embedding_lr_scale},
             {"params": dense + list(extra), "sparse_rows": False, "lr_scale": 1.0}]
 
 
@@ -215,10 +216,8 @@ def fit(
     external = trainable_tensors(model, trainable, resume=resume, world=world)
     B = distributed.local_batch_size(config.batch_size, world)  # this process's share of the batch
     masks = mask_tensors(model, row_masks, device)
-    optimizer = build_optimizer(
-        parameter_groups(model, masks, external, table_lr_scale=config.embedding_lr_scale), name=config.optimizer, lr=config.peak_lr,
-        weight_decay=config.weight_decay,
-    )
+    groups = parameter_groups(model, masks, external, embedding_lr_scale=config.embedding_lr_scale)
+    optimizer = build_optimizer(groups, name=config.optimizer, lr=config.peak_lr, weight_decay=config.weight_decay)
     sampler, dataset, eval_tok = training_data(model, sessions, meta, config, world, window_length)
     steps_per_epoch = math.ceil(len(sampler) / B)
     total_steps = config.epochs * steps_per_epoch
