@@ -1,7 +1,7 @@
 """One model on many sessions against one model per session, at the same steps per session (issue 20).
 
     python benchmarks/joint_single.py run   --data STORE --work DIR --sessions ID ... [--seeds 0 1 2] [--jobs 2]
-                                            [--joint-flags "--readout-balance readouts"]
+                                            [--joint-flags "--readout-balance readouts"] [--flags "--unit-init tuning"]
     python benchmarks/joint_single.py table --data STORE --work DIR --sessions ID ... [--seeds 0 1 2]
 
 For every seed: one small-data-recipe model per session, trained for ``--steps-per-session``
@@ -50,11 +50,12 @@ def plan(args) -> list[tuple[str, list[str], list[str]]]:
         for sid in args.sessions:
             epochs = math.ceil(args.steps_per_session / steps_per_epoch[sid])
             runs.append((f"single_{sid}_s{seed}", [sid], [
-                "--epochs", str(epochs), "--eval-every", str(max(1, epochs // VALIDATIONS)), "--seed", str(seed)]))
+                "--epochs", str(epochs), "--eval-every", str(max(1, epochs // VALIDATIONS)), "--seed", str(seed),
+                *shlex.split(args.flags)]))
         epochs = math.ceil(args.steps_per_session * len(args.sessions) / joint_epoch)
         runs.append((f"joint_s{seed}", list(args.sessions), [
             "--epochs", str(epochs), "--eval-every", str(max(1, epochs // VALIDATIONS)), "--seed", str(seed),
-            "--sampling", "session", *shlex.split(args.joint_flags)]))
+            "--sampling", "session", *shlex.split(args.flags), *shlex.split(args.joint_flags)]))
     return runs
 
 
@@ -133,6 +134,8 @@ def main() -> None:
     p.add_argument("--joint-flags", default="", metavar="FLAGS",
                    help="more train flags for the joint runs alone, e.g. '--readout-balance windows' (singles "
                         "have one readout; point a new --work at an old one's single_* runs to reuse them)")
+    p.add_argument("--flags", default="", metavar="FLAGS",
+                   help="more train flags for every run of both arms, e.g. '--unit-init tuning'")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each (default 2)")
     args = p.parse_args()
     work = Path(args.work)

@@ -181,6 +181,7 @@ class Study:
                 config = json.loads((pre / "train_config.json").read_text())
                 row["lr"] = config["lr"]
                 row["embedding_lr_scale"] = config.get("embedding_lr_scale", 1.0)
+                row["unit_init"] = config.get("unit_init", "random")
                 row["plateau_step"] = plateau_exit(pre / "train_log.csv")
                 if (pre / "results_valid.json").exists():
                     row["valid_common"] = _r2(pre / "results_valid.json", COMMON)
@@ -303,9 +304,11 @@ class Study:
 
 
 def rate(row: dict) -> str:
-    """How a row's runs were stepped: the rate, and the embedding tables' multiple of it."""
+    """How a row's runs were trained: the rate, the embedding tables' multiple of it, and where
+    unit embeddings started when not at random."""
     scale = row.get("embedding_lr_scale", 1.0)
-    return f"lr {row['lr']:g}" + (f", embeddings x{scale:g}" if scale != 1 else "")
+    return (f"lr {row['lr']:g}" + (f", embeddings x{scale:g}" if scale != 1 else "")
+            + (f", {row['unit_init']} init" if row.get("unit_init", "random") != "random" else ""))
 
 
 def budget(work: Path) -> int | None:

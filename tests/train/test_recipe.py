@@ -43,6 +43,7 @@ def test_given_flags_win_and_a_given_preset_drops_the_recipes_changes():
     given = {**UNSET, "preset": "poyo-11.8M", "model_overrides": {"dim": 32}, "lr": 1e-3, "epochs": 7}
     fields = recipe.resolve(recipe.SMALL_DATA, given, windows_per_epoch=300)
     assert fields == {"preset": "poyo-11.8M", "model_overrides": {"dim": 32}, "batch_size": 16, "lr": 1e-3,
-                      "sampling": "session", "readout_balance": "windows", "epochs": 7, "eval_every": 1}
+                      "sampling": "session", "readout_balance": "windows", "unit_init": "random", "epochs": 7,
+                      "eval_every": 1}
     kept = recipe.resolve(recipe.SMALL_DATA, {**UNSET, "model_overrides": {"depth": 3}}, windows_per_epoch=300)
     assert kept["model_overrides"] == {"depth": 3, "num_latents_per_step": 8, "cross_heads": 1, "self_heads": 2}

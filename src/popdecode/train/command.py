@@ -24,6 +24,11 @@ recipes (--recipe; every flag you give wins over the recipe):
 10 trains sets of 4-16 simulated sessions faster, but hurt adaptation from 1-2 sessions and
 did not move 32 off the plateau (BENCHMARKS.md, "Why bigger sets stay on the plateau").
 
+--unit-init tuning starts each unit's embedding from its tuning (one projection for every
+session): it takes 32 simulated sessions off the plateau in 430 steps instead of 1,500 and
+more; worse at 1-4 sessions, so off by default (BENCHMARKS.md, "Unit embeddings that start
+from tuning").
+
 examples:
   popdecode train --data store --out runs/first                 # the recipe picks model and rate
   popdecode train --data sim --recipe paper --out runs/paper      # the published recipe
@@ -46,6 +51,7 @@ import argparse
 from popdecode.errors import UserError
 from popdecode.tokenize.sampler import SAMPLING_MODES
 from popdecode.train.config import READOUT_BALANCES, TrainConfig
+from popdecode.train.unit_init import UNIT_INITS
 from popdecode.train.recipe import RECIPES
 
 
@@ -90,6 +96,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "step's windows carry it (the paper recipe's); windows = each by its share of the step's windows, "
                         "so that --sampling alone sets what every session gets (the small-data recipe's, with "
                         "--sampling session: BENCHMARKS.md, 'What costs Mihi in the joint model'; kept on --resume)")
+    p.add_argument("--unit-init", choices=UNIT_INITS, default=None,
+                   help="where unit embeddings start: random (the paper's) or tuning = moved towards what "
+                        "each unit encodes in the train split, through one projection every session shares, "
+                        "so that a run on many sessions leaves its initial plateau (BENCHMARKS.md, 'Unit "
+                        "embeddings that start from tuning'; default: the recipe's)")
     p.add_argument("--exclude-sessions", nargs="+", default=[], metavar="GLOB", help="leave out sessions whose id matches")
     p.add_argument("--no-unit-dropout", action="store_true", help="turn off the unit-dropout augmentation")
     p.add_argument("--end-queries", type=int, default=0, metavar="N",
@@ -173,7 +184,7 @@ def recipe_fields(args: argparse.Namespace) -> tuple[dict, str]:
     chosen = recipes.choose(args.recipe, sessions)
     given = {"preset": args.preset, "model_overrides": _model_options(args.model_option),
              "batch_size": args.batch_size, "lr": args.lr, "sampling": args.sampling,
-             "readout_balance": args.readout_balance,
+             "readout_balance": args.readout_balance, "unit_init": args.unit_init,
              "epochs": args.epochs, "eval_every": args.eval_every}
     shape = recipes.resolve(chosen, given, windows_per_epoch=1)
     model_cfg = dataclasses.replace(PRESETS[shape["preset"]], **shape["model_overrides"])

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from popdecode.errors import UserError
 from popdecode.model.config import PRESETS, POYOConfig
 from popdecode.tokenize.sampler import SAMPLING_MODES
+from popdecode.train.unit_init import UNIT_INITS
 
 READOUT_BALANCES = ("readouts", "windows")  # TrainConfig.readout_balance
 
@@ -40,6 +41,10 @@ class TrainConfig:
     # model -----------------------------------------------------------------------------
     preset: str = "poyo-1.3M"
     model_overrides: dict = field(default_factory=dict)  # preset fields to change, e.g. {"depth": 2}
+    # where unit embeddings start: "random" (the paper's N(0, emb_init_scale)) or "tuning"
+    # (moved towards what each unit encodes, through a projection all sessions share;
+    # popdecode.train.unit_init)
+    unit_init: str = "random"
     # optimisation ----------------------------------------------------------------------
     epochs: int = 100
     batch_size: int = 32
@@ -88,6 +93,8 @@ class TrainConfig:
             raise UserError(f"--lr must be positive (got {self.lr})")
         if not self.embedding_lr_scale > 0:
             raise UserError(f"--embedding-lr-scale must be positive (got {self.embedding_lr_scale})")
+        if self.unit_init not in UNIT_INITS:
+            raise UserError(f"--unit-init must be one of {', '.join(UNIT_INITS)} (got {self.unit_init!r})")
         if self.optimizer not in ("lamb", "adamw"):
             raise UserError(f"--optimizer must be lamb or adamw (got {self.optimizer!r})")
         if self.device not in ("auto", "cpu", "cuda"):

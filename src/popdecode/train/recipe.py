@@ -49,6 +49,7 @@ class Recipe:
     lr: float | None = None  # None: POYO's 3.125e-5 x batch size
     sampling: str = "sqrt"
     readout_balance: str = "readouts"  # TrainConfig.readout_balance
+    unit_init: str = "random"  # TrainConfig.unit_init
     windows: int | None = None  # training windows of the run (epochs follow); None: ``epochs``
     epochs: int = 100
     why: str = ""
@@ -96,7 +97,7 @@ def resolve(recipe: Recipe, given: dict, windows_per_epoch: int) -> dict:
     """TrainConfig fields: those in ``given`` that are not None, the rest from ``recipe``.
 
     ``given`` holds the user's values for preset, model_overrides, batch_size, lr, sampling,
-    readout_balance, epochs and eval_every (None or empty where the flag was not given).
+    readout_balance, unit_init, epochs and eval_every (None or empty where the flag was not given).
     """
     preset_given = given.get("preset") is not None
     overrides = {} if preset_given else dict(recipe.model_overrides)
@@ -114,6 +115,7 @@ def resolve(recipe: Recipe, given: dict, windows_per_epoch: int) -> dict:
         "sampling": given["sampling"] if given.get("sampling") is not None else recipe.sampling,
         "readout_balance": (given["readout_balance"] if given.get("readout_balance") is not None
                             else recipe.readout_balance),
+        "unit_init": given["unit_init"] if given.get("unit_init") is not None else recipe.unit_init,
         "epochs": epochs,
         "eval_every": eval_every,
     }
@@ -125,5 +127,5 @@ def describe(recipe: Recipe, fields: dict) -> str:
     lr = "3.125e-5 x batch" if fields["lr"] is None else f"{fields['lr']:g}"
     return (f"recipe {recipe.name} ({recipe.why}): {fields['preset']}{' ' + opts if opts else ''}, "
             f"batch {fields['batch_size']}, lr {lr}, {fields['epochs']} epochs, sampling {fields['sampling']}, "
-            f"readout balance {fields['readout_balance']}"
+            f"readout balance {fields['readout_balance']}, unit init {fields['unit_init']}"
             + ("" if recipe.name == "paper" else "; --recipe paper for the published recipe"))

@@ -291,8 +291,13 @@ def build_model(config: TrainConfig, sessions: Sequence):
     torch.manual_seed(config.seed)  # initial weights
     model = POYO(config=model_cfg, readouts=dims)
     setup.register_sessions(model, sessions)
+    normalization = setup.compute_normalization(sessions, list(dims))
+    if config.unit_init == "tuning":
+        from popdecode.train.unit_init import init_from_tuning
+
+        init_from_tuning(model, sessions, normalization, seed=config.seed)
     meta = {
-        "normalization": setup.normalization_to_meta(setup.compute_normalization(sessions, list(dims))),
+        "normalization": setup.normalization_to_meta(normalization),
         "session_readouts": setup.session_readouts(sessions, list(model.readout_names)),
     }
     return model, meta
