@@ -50,8 +50,7 @@ import argparse
 
 from popdecode.errors import UserError
 from popdecode.tokenize.sampler import SAMPLING_MODES
-from popdecode.train.config import READOUT_BALANCES, TrainConfig
-from popdecode.train.unit_init import UNIT_INITS
+from popdecode.train.config import READOUT_BALANCES, UNIT_INITS, TrainConfig
 from popdecode.train.recipe import RECIPES
 
 

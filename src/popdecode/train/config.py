@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from popdecode.errors import UserError
 from popdecode.model.config import PRESETS, POYOConfig
 from popdecode.tokenize.sampler import SAMPLING_MODES
-from popdecode.train.unit_init import UNIT_INITS
 
 READOUT_BALANCES = ("readouts", "windows")  # TrainConfig.readout_balance
+UNIT_INITS = ("random", "tuning")  # TrainConfig.unit_init (popdecode.train.unit_init)
 
 # Interval-set name -> loss weight of the timestamps inside it (spec section 4: center-out).
 DEFAULT_LOSS_WEIGHTS = {"hold": 0.1, "reach": 5.0, "return": 1.0, "outlier": 0.0}

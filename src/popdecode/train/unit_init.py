@@ -35,18 +35,16 @@ import torch
 
 from popdecode.train.setup import unit_names
 
-UNIT_INITS = ("random", "tuning")  # TrainConfig.unit_init
 BIN_WIDTH = 0.05  # seconds of spikes counted around a behaviour sample: shorter bins are mostly Poisson noise
 MAX_SAMPLES = 200_000  # behaviour samples per session used for the correlations (evenly spaced)
 
 
-def _training_samples(session, name: str, mean: np.ndarray, std: np.ndarray):
+def _training_samples(session, train, name: str, mean: np.ndarray, std: np.ndarray):
     """Timestamps and normalised values of a readout inside the train split (all samples when
     the session has no train split), finite rows only, at most MAX_SAMPLES of them."""
     series = session.series[name]
     times = np.asarray(series.timestamps, dtype=np.float64)
     values = (np.asarray(series.values, dtype=np.float64) - mean) / std
-    train = session.split("train")
     keep = np.isfinite(values).all(axis=1) & (train.contains(times) if len(train) else True)
     times, values = times[keep], values[keep]
     stride = max(1, len(times) // MAX_SAMPLES)
@@ -72,17 +70,18 @@ def unit_tuning(session, readouts: dict[str, int], normalization: dict, *, bin_w
     column = 0
     for name, dim in readouts.items():
         if name in session.targets:
-            t, v = _training_samples(session, name, *normalization[name])
+            t, v = _training_samples(session, train, name, *normalization[name])
             if len(t) > 1:
                 v = v - v.mean(axis=0)
                 v_norm = np.sqrt((v**2).sum(axis=0))
+                v_norm = np.where(v_norm > 0, v_norm, 1.0)
                 for u in range(session.num_units):
                     own = times_sorted[starts[u] : starts[u + 1]]
                     counts = (np.searchsorted(own, t + bin_width / 2) - np.searchsorted(own, t - bin_width / 2)).astype(float)
                     c = counts - counts.mean()
                     c_norm = np.sqrt(c @ c)
                     if c_norm > 0:
-                        out[u, column : column + dim] = (c @ v) / (c_norm * np.where(v_norm > 0, v_norm, 1.0))
+                        out[u, column : column + dim] = (c @ v) / (c_norm * v_norm)
         column += dim
     return out
 
