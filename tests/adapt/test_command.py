@@ -301,6 +301,36 @@ def test_alignment_with_a_missing_prior_store_is_refused(pretrained, tmp_path, c
     assert not (tmp_path / "x").exists()
 
 
+def test_tuning_start_moves_where_mixtures_start_and_reads_the_training_stores(pretrained, tmp_path):
+    root = pretrained
+    common = ("--labelled-trials", "3", "--sessions", "new-0", "--steps", "1")
+    assert adapt(root, tmp_path / "mean", *common) == 0
+    assert adapt(root, tmp_path / "tuned", *common, "--mixture-start", "tuning") == 0
+    n = load_file(str(root / "run" / "model.safetensors"))["unit_vocab.weight"].shape[0]
+    mean = load_file(str(tmp_path / "mean" / "model.safetensors"))["unit_vocab.weight"][n:]
+    tuned = load_file(str(tmp_path / "tuned" / "model.safetensors"))["unit_vocab.weight"][n:]
+    # One step from zero logits leaves every new unit near the average; from tuning they differ.
+    assert tuned.std(dim=0).mean() > 3 * mean.std(dim=0).mean()
+    config = json.loads((tmp_path / "tuned" / "adapt_config.json").read_text())["config"]
+    assert config["mixture_start"] == "tuning" and config["mixture_bandwidth"] == 0.5
+    _, meta = load_model(tmp_path / "tuned")
+    assert meta["adaptation"]["mixture_start"] == "tuning" and meta["adaptation"]["new_rows"] == "mixture"
+
+
+def test_tuning_start_without_the_training_stores_or_with_free_rows_is_refused(pretrained, tmp_path, capsys):
+    common = ("--labelled-trials", "3", "--sessions", "new-0", "--mixture-start", "tuning")
+    code = adapt(pretrained, tmp_path / "x", *common, "--prior-data", str(tmp_path / "nowhere"))
+    err = capsys.readouterr().err
+    assert code != 0 and "--mixture-start tuning needs the sessions the model was trained on" in err
+    assert "nowhere is not there" in err and not (tmp_path / "x").exists()
+    assert adapt(pretrained, tmp_path / "y", *common, "--new-rows", "random") != 0
+    assert "it needs --new-rows mixture and --mode unit-id" in capsys.readouterr().err
+    assert adapt(pretrained, tmp_path / "w", *common, "--mode", "finetune") != 0
+    assert "it needs --new-rows mixture and --mode unit-id" in capsys.readouterr().err
+    assert adapt(pretrained, tmp_path / "z", *common, "--mixture-bandwidth", "0") != 0
+    assert "--mixture-bandwidth must be positive" in capsys.readouterr().err
+
+
 def test_self_training_adapts_again_on_pseudo_labels_and_keeps_the_network_frozen(pretrained, tmp_path, capsys):
     root = pretrained
     common = ("--labelled-trials", "3", "--sessions", "new-0")

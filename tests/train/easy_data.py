@@ -53,6 +53,13 @@ def easy_session(sid: str, *, seed: int, units: int = 12, seconds: float = 60.0,
     )
 
 
+def preferred_angles(seed: int, units: int) -> np.ndarray:
+    """The preferred directions easy_session(seed=...) drew (its second draw, after the phases)."""
+    rng = np.random.default_rng(seed)
+    rng.uniform(0, 2 * np.pi, 2)
+    return rng.uniform(0, 2 * np.pi, units)
+
+
 def easy_sessions(n: int = 2, **kwargs) -> list[Session]:
     return [easy_session(f"easy-{i}", seed=100 + i, **kwargs) for i in range(n)]
 

@@ -32,6 +32,18 @@ def test_auto_follows_the_amount_of_training_data():
         recipe.choose("fast", [_Session(60.0)])
 
 
+def test_tuning_start_from_eight_sessions_except_in_the_paper_recipe():
+    assert recipe.choose("auto", [_Session(60.0)] * 7).unit_init == "random"
+    eight = recipe.choose("auto", [_Session(60.0)] * 8)
+    assert eight.name == "small-data" and eight.unit_init == "tuning"
+    assert eight.why.endswith("8 sessions: unit rows start from tuning") and eight.lr == 3e-3
+    assert recipe.choose("auto", [_Session(3600.0)] * 8).unit_init == "tuning"  # 8 h: the paper's model
+    assert recipe.choose("small-data", [_Session(60.0)] * 8).unit_init == "tuning"
+    assert recipe.choose("paper", [_Session(60.0)] * 32).unit_init == "random"
+    given = {**UNSET, "unit_init": "random"}  # the flag still wins
+    assert recipe.resolve(eight, given, windows_per_epoch=300)["unit_init"] == "random"
+
+
 def test_epochs_make_the_recipes_number_of_windows():
     fields = recipe.resolve(recipe.SMALL_DATA, UNSET, windows_per_epoch=300)
     assert fields["epochs"] == 214  # ceil(64,000 / 300)

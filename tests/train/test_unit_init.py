@@ -12,15 +12,8 @@ from popdecode.train import recipe as recipes
 from popdecode.train import setup
 from popdecode.train.trainer import build_model, fit
 from popdecode.train.unit_init import BIN_WIDTH, init_from_tuning, unit_tuning
-from train.easy_data import easy_session, easy_sessions
+from train.easy_data import easy_session, easy_sessions, preferred_angles
 from train.easy_data import tiny_config as config
-
-
-def preferred_angles(seed: int, units: int) -> np.ndarray:
-    """The preferred directions easy_session(seed=...) drew (its second draw, after the phases)."""
-    rng = np.random.default_rng(seed)
-    rng.uniform(0, 2 * np.pi, 2)
-    return rng.uniform(0, 2 * np.pi, units)
 
 
 def test_features_match_a_direct_count():

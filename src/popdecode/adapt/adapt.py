@@ -19,7 +19,11 @@ chosen differently:
   unit starts as the average known unit and can only become a blend of known ones. With ten
   labelled trials free rows overfit and depend on their random start; mixtures were better
   and steadier (BENCHMARKS.md, "Adaptation"), so they are the default. The saved model is
-  ordinary either way: the mixtures are written into the table.
+  ordinary either way: the mixtures are written into the table. With
+  ``mixture_start="tuning"`` the mixing weights do not start at zero but from how each new
+  unit's labelled spikes follow the behaviour, against the known units' own
+  (:mod:`popdecode.adapt.tuning_start`): a new unit starts as a blend of the known units
+  tuned like it.
 * **What else it learns from.** With ``align > 0`` the unit-id stage adds a term on windows
   of the new sessions' whole train split, labelled or not: the behaviour the model decodes
   there during movement should be distributed like the behaviour of the sessions it was
@@ -61,6 +65,7 @@ from popdecode.adapt.alignment import AlignmentLoss, behaviour_prior, prior_sess
 from popdecode.adapt.labelled import UNLABELLED, LabelledSession, LabelledSpec, labelled_pieces
 from popdecode.adapt.new_rows import add_rows, adapted_meta, check_new_sessions, labelled_normalization, new_session_readouts
 from popdecode.adapt.pseudo_labels import pseudo_labelled
+from popdecode.adapt.tuning_start import DEFAULT_BANDWIDTH, MIXTURE_STARTS, start_from_tuning
 from popdecode.data.intervals import Intervals
 from popdecode.errors import UserError
 from popdecode.evaluate.predict import predict_split, score
@@ -88,6 +93,11 @@ class AdaptConfig:
     # held-out sessions of BENCHMARKS.md (mean of 3 seeds) with a third of the spread; "random"
     # is the paper's recipe.
     new_rows: str = "mixture"
+    # Where mixing weights start (see MIXTURE_STARTS): "mean" (zero logits: the average known
+    # unit) or "tuning" (popdecode.adapt.tuning_start; needs the model's training sessions, from
+    # the stores its training recorded or prior_data). mixture_bandwidth: its kernel's width.
+    mixture_start: str = "mean"
+    mixture_bandwidth: float = DEFAULT_BANDWIDTH
     steps: int = 600  # unit-id stage: optimisation steps
     lr: float | None = None  # unit-id stage: peak learning rate (None: DEFAULT_UNIT_ID_LR[new_rows])
     finetune_steps: int = 200  # finetune stage: optimisation steps
@@ -104,7 +114,9 @@ class AdaptConfig:
     # Weight of the alignment term on unlabelled windows of the new sessions (0: off); see
     # popdecode.adapt.alignment. Applies to the unit-id stage.
     align: float = 0.0
-    prior_data: list[str] | None = None  # stores whose behaviour is the prior (default: the training stores)
+    # Stores of the model's training sessions, for the alignment's behaviour prior and the tuning
+    # start (default: the stores the model's training recorded).
+    prior_data: list[str] | None = None
     # Rounds of self-training (popdecode.adapt.pseudo_labels): after an adaptation, its decoding
     # of the unlabelled training trials becomes their labels and adaptation runs again (0: off).
     self_train: int = 0
@@ -119,6 +131,13 @@ class AdaptConfig:
             raise UserError(f"--mode must be one of {', '.join(MODES)} (got {self.mode!r})")
         if self.new_rows not in NEW_ROWS:
             raise UserError(f"--new-rows must be one of {', '.join(NEW_ROWS)} (got {self.new_rows!r})")
+        if self.mixture_start not in MIXTURE_STARTS:
+            raise UserError(f"--mixture-start must be one of {', '.join(MIXTURE_STARTS)} (got {self.mixture_start!r})")
+        if self.mixture_start != "mean" and (self.new_rows != "mixture" or self.mode == "finetune"):
+            raise UserError("--mixture-start tuning starts the mixture rows of the unit-id stage; "
+                            "it needs --new-rows mixture and --mode unit-id or unit-id+finetune")
+        if not self.mixture_bandwidth > 0:
+            raise UserError(f"--mixture-bandwidth must be positive (got {self.mixture_bandwidth})")
         if self.lr is None:
             self.lr = DEFAULT_UNIT_ID_LR[self.new_rows]
         for flag, value in (("--steps", self.steps), ("--finetune-steps", self.finetune_steps),
@@ -251,9 +270,12 @@ def _adapt_once(model, meta: dict, sessions: Sequence, pieces: dict[str, Interva
     torch.manual_seed(cfg.seed)
     masks = add_rows(model, sessions)
     alignment = _alignment(model, meta, sessions, readouts, cfg) if cfg.align > 0 else None
+    known = known_sessions(model, meta, cfg) if cfg.mixture_start == "tuning" else None
     meta = adapted_meta(meta, sessions, readouts, pieces)
     meta["adaptation"] = {
         "mode": cfg.mode,
+        "new_rows": cfg.new_rows,
+        "mixture_start": cfg.mixture_start,
         "sessions": [s.id for s in sessions],
         **_labelled_record(sessions, pieces),
         "align": cfg.align,
@@ -271,6 +293,8 @@ def _adapt_once(model, meta: dict, sessions: Sequence, pieces: dict[str, Interva
             model.to(resolve_device(cfg.device))  # the mixing weights are made where the tables are
             trainable = [model.unit_vocab.mix_rows(masks["unit_vocab.weight"]).logits,
                          model.session_vocab.mix_rows(masks["session_vocab.weight"]).logits]
+            if known is not None:
+                start_from_tuning(model, meta, sessions, pieces, known, bandwidth=cfg.mixture_bandwidth)
             row_masks = None
         elif name == "unit-id":
             trainable, row_masks = table_parameters(model), masks
@@ -289,6 +313,17 @@ def _labelled_record(sessions: Sequence, pieces: dict[str, Intervals]) -> dict:
     """The labelled trials and seconds of each session, as the saved metadata records them."""
     return {"labelled_trials": {s.id: len(pieces[s.id]) for s in sessions},
             "labelled_seconds": {s.id: round(pieces[s.id].duration, 3) for s in sessions}}
+
+
+def known_sessions(model, meta: dict, cfg: AdaptConfig) -> list:
+    """The model's training sessions that ``cfg.prior_data`` (or the recorded stores) hold, for
+    the tuning start; a :class:`UserError` when none of them can be opened."""
+    known = [s for s in prior_sessions(meta, cfg.prior_data, needed_by="--mixture-start tuning")
+             if s.id in model.session_vocab]
+    if not known:
+        raise UserError("--mixture-start tuning: none of the model's training sessions is in "
+                        f"{', '.join(cfg.prior_data or [])}; pass --prior-data with the stores the model was trained on")
+    return known
 
 
 def _alignment(model, meta: dict, sessions: Sequence, readouts: dict[str, list[str]],

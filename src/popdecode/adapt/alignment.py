@@ -165,10 +165,10 @@ class AlignmentLoss:
         return self.weight * total
 
 
-def prior_sessions(meta: dict, data: Sequence[str] | None = None) -> list:
+def prior_sessions(meta: dict, data: Sequence[str] | None = None, *, needed_by: str = "--align") -> list:
     """The sessions a model was trained on, opened from ``data`` (default: the stores its
     training recorded), for :func:`behaviour_prior`. A :class:`UserError` says what to pass
-    when they cannot be found."""
+    when they cannot be found; ``needed_by`` names the option that needs them."""
     from pathlib import Path
 
     from popdecode.data.store import open_sessions
@@ -178,11 +178,11 @@ def prior_sessions(meta: dict, data: Sequence[str] | None = None) -> list:
     missing = [p for p in stores if not Path(p).is_dir()]
     if not stores or missing:
         where = f"{missing[0]} is not there" if missing else "the model does not record where its data was"
-        raise UserError(f"--align needs the behaviour of the sessions the model was trained on, but {where}; "
+        raise UserError(f"{needed_by} needs the sessions the model was trained on, but {where}; "
                         "pass --prior-data STORE with those (or other same-task) sessions")
     opened = open_sessions(stores)
     chosen = [s for s in opened if s.id in wanted] if data is None else opened
     if not chosen:
-        raise UserError(f"--align: none of the model's training sessions is in {', '.join(stores)}; "
+        raise UserError(f"{needed_by}: none of the model's training sessions is in {', '.join(stores)}; "
                         "pass --prior-data STORE with sessions of the same task")
     return [s.load() for s in chosen]

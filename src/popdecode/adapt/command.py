@@ -7,7 +7,9 @@ The model gets new embedding rows for every unit and for each new session and ke
 its existing rows. By default each new row is a softmax mixture of the rows the model already
 knows and only the mixing weights train (--new-rows mixture: better and steadier with few
 labelled trials); --new-rows random gives free rows drawn from N(0, 0.02), the paper's
-recipe. Modes (spec section 6):
+recipe. --mixture-start tuning starts each new unit as a blend of the known units whose spikes
+follow the behaviour as its own do in the labelled trials, instead of as their average.
+Modes (spec section 6):
   unit-id            train only the new rows; every other weight stays bit for bit the same
   finetune           train everything
   unit-id+finetune   unit-id for --steps steps, then everything for --finetune-steps steps
@@ -57,6 +59,7 @@ import sys
 from pathlib import Path
 
 from popdecode.adapt.adapt import DEFAULT_UNIT_ID_LR, MODES, NEW_ROWS, AdaptConfig
+from popdecode.adapt.tuning_start import MIXTURE_STARTS
 
 RESULTS_CSV = "adapt_results.csv"
 CONFIG_JSON = "adapt_config.json"
@@ -81,6 +84,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--new-rows", choices=NEW_ROWS, default=d.new_rows,
                    help="new rows: free vectors from N(0, 0.02) (random, the paper's) or mixtures of the known "
                         f"rows (mixture, trained with AdamW) (default {d.new_rows})")
+    p.add_argument("--mixture-start", choices=MIXTURE_STARTS, default=d.mixture_start,
+                   help="where mixing weights start: mean = every new unit is the average known unit; tuning = "
+                        "a blend of the known units whose spikes follow the behaviour as the new unit's do in its "
+                        "labelled trials (reads the model's training sessions, see --prior-data) "
+                        f"(default {d.mixture_start})")
+    p.add_argument("--mixture-bandwidth", type=float, default=d.mixture_bandwidth, metavar="B",
+                   help="with --mixture-start tuning: width of the tuning kernel, in known units' standard "
+                        f"deviations (smaller: fewer known units per new one) (default {d.mixture_bandwidth:g})")
     p.add_argument("--lr", type=float, default=None,
                    help="unit-id stage: peak learning rate (default "
                         + ", ".join(f"{v:g} for {k} rows" for k, v in DEFAULT_UNIT_ID_LR.items()) + ")")
@@ -89,8 +100,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "unlabelled train windows during movement and the behaviour of the model's training "
                         f"sessions (sliced Wasserstein; for tasks shared with pretraining) (default {d.align:g}: off)")
     p.add_argument("--prior-data", nargs="+", default=None, metavar="STORE",
-                   help="with --align: stores whose sessions give the behaviour prior (default: the stores the "
-                        "model was trained from, as its metadata records them)")
+                   help="with --align or --mixture-start tuning: stores holding the model's training sessions "
+                        "(the behaviour prior, the known units' tuning) (default: the stores the model was "
+                        "trained from, as its metadata records them)")
     p.add_argument("--self-train", type=int, default=d.self_train, metavar="K",
                    help="rounds of self-training: label the unlabelled training trials with the adapted model's "
                         "decoding and adapt again from the pretrained model, K times (each round costs one "
@@ -120,7 +132,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> AdaptConfig:
     return AdaptConfig(
-        mode=args.mode, new_rows=args.new_rows, steps=args.steps, lr=args.lr, finetune_steps=args.finetune_steps,
+        mode=args.mode, new_rows=args.new_rows, mixture_start=args.mixture_start,
+        mixture_bandwidth=args.mixture_bandwidth, steps=args.steps, lr=args.lr, finetune_steps=args.finetune_steps,
         finetune_lr=args.finetune_lr, batch_size=args.batch_size, optimizer=args.optimizer,
         unit_dropout=not args.no_unit_dropout, evals=args.evals, no_valid=args.no_valid,
         reuse_session=args.reuse_session, scratch_steps=args.scratch_steps, scratch_lr=args.scratch_lr,

@@ -26,8 +26,9 @@ did not move 32 off the plateau (BENCHMARKS.md, "Why bigger sets stay on the pla
 
 --unit-init tuning starts each unit's embedding from its tuning (one projection for every
 session): it takes 32 simulated sessions off the plateau in 430 steps instead of 1,500 and
-more; worse at 1-4 sessions, so off by default (BENCHMARKS.md, "Unit embeddings that start
-from tuning").
+more. The auto and small-data recipes switch it on from 8 sessions; below that (and on the
+5-session real pool) the random start was as good or better (BENCHMARKS.md, "Unit embeddings
+that start from tuning"). --unit-init random keeps the paper's start on any pool.
 
 examples:
   popdecode train --data store --out runs/first                 # the recipe picks model and rate
@@ -99,7 +100,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where unit embeddings start: random (the paper's) or tuning = moved towards what "
                         "each unit encodes in the train split, through one projection every session shares, "
                         "so that a run on many sessions leaves its initial plateau (BENCHMARKS.md, 'Unit "
-                        "embeddings that start from tuning'; default: the recipe's)")
+                        "embeddings that start from tuning'; default: the recipe's, tuning from 8 sessions)")
     p.add_argument("--exclude-sessions", nargs="+", default=[], metavar="GLOB", help="leave out sessions whose id matches")
     p.add_argument("--no-unit-dropout", action="store_true", help="turn off the unit-dropout augmentation")
     p.add_argument("--end-queries", type=int, default=0, metavar="N",

@@ -16,6 +16,11 @@ training data:
   (``readout_balance="windows"``), the pair that worked best on the joint real set
   (BENCHMARKS.md, "What costs Mihi in the joint model").
 - ``paper``: the published recipe, exactly, with the paper's duration-weighted draw.
+- On :data:`TUNING_FROM_SESSIONS` sessions or more, ``auto`` and ``small-data`` start the unit
+  embeddings from each unit's tuning (``unit_init="tuning"``, :mod:`popdecode.train.unit_init`):
+  from 8 simulated sessions it keeps the run off the plateau that otherwise grows with the
+  number of sessions, and adapts better; on 1-4 sessions and on the 5-session real pool the
+  random start was as good or better (BENCHMARKS.md, "Unit embeddings that start from tuning").
 - ``auto`` (the default): ``small-data`` below the threshold, else ``paper``'s model and
   optimiser with sessions drawn by ``sqrt`` of their duration (BENCHMARKS.md, "Sampling
   across sessions"; not measured at that size).
@@ -38,6 +43,7 @@ RECIPES = ("auto", "small-data", "paper")
 SMALL_DATA_HOURS = 5.0
 SMALL_DATA_WINDOWS = 64_000
 SMALL_DATA_VALIDATIONS = 20
+TUNING_FROM_SESSIONS = 8
 
 
 @dataclass(frozen=True)
@@ -82,8 +88,13 @@ def choose(name: str, sessions: Sequence) -> Recipe:
     if name == "small-data" or hours < SMALL_DATA_HOURS:
         why = (f"{_amount(hours)} of training data, under {SMALL_DATA_HOURS:g} h" if name == "auto"
                else "asked for with --recipe small-data")
-        return Recipe(**{**SMALL_DATA.__dict__, "why": why})
-    return Recipe(name="auto", why=f"{_amount(hours)} of training data: the paper's model and rate, sqrt draw")
+        chosen = Recipe(**{**SMALL_DATA.__dict__, "why": why})
+    else:
+        chosen = Recipe(name="auto", why=f"{_amount(hours)} of training data: the paper's model and rate, sqrt draw")
+    if len(sessions) >= TUNING_FROM_SESSIONS:
+        chosen = Recipe(**{**chosen.__dict__, "unit_init": "tuning",
+                           "why": f"{chosen.why}; {len(sessions)} sessions: unit rows start from tuning"})
+    return chosen
 
 
 def epochs_for(recipe: Recipe, windows_per_epoch: int) -> int:

@@ -39,23 +39,25 @@ BIN_WIDTH = 0.05  # seconds of spikes counted around a behaviour sample: shorter
 MAX_SAMPLES = 200_000  # behaviour samples per session used for the correlations (evenly spaced)
 
 
-def _training_samples(session, train, name: str, mean: np.ndarray, std: np.ndarray):
-    """Timestamps and normalised values of a readout inside the train split (all samples when
-    the session has no train split), finite rows only, at most MAX_SAMPLES of them."""
+def _samples_within(session, span, name: str, mean: np.ndarray, std: np.ndarray):
+    """Timestamps and normalised values of a readout inside ``span`` (all samples when it is
+    empty), finite rows only, at most MAX_SAMPLES of them."""
     series = session.series[name]
     times = np.asarray(series.timestamps, dtype=np.float64)
     values = (np.asarray(series.values, dtype=np.float64) - mean) / std
-    keep = np.isfinite(values).all(axis=1) & (train.contains(times) if len(train) else True)
+    keep = np.isfinite(values).all(axis=1) & (span.contains(times) if len(span) else True)
     times, values = times[keep], values[keep]
     stride = max(1, len(times) // MAX_SAMPLES)
     return times[::stride], values[::stride]
 
 
-def unit_tuning(session, readouts: dict[str, int], normalization: dict, *, bin_width: float = BIN_WIDTH) -> np.ndarray:
+def unit_tuning(session, readouts: dict[str, int], normalization: dict, *, bin_width: float = BIN_WIDTH,
+                within=None) -> np.ndarray:
     """Features of each unit, ``[num_units, sum(readouts.values()) + 1]``: the correlation of its
     spike count around each behaviour sample with each readout dimension (readouts in the
-    given order; 0 for those the session does not decode), then log(1 + spikes per second)
-    over the train split (the whole session when it has none)."""
+    given order; 0 for those the session does not decode), then log(1 + spikes per second).
+    Measured over ``within`` (:class:`~popdecode.data.intervals.Intervals`; adaptation passes
+    the labelled trials), by default the train split (the whole session when it has none)."""
     spike_times = np.asarray(session.spike_times, dtype=np.float64)
     spike_units = np.asarray(session.spike_units)
     by_unit = np.lexsort((spike_times, spike_units))
@@ -63,14 +65,14 @@ def unit_tuning(session, readouts: dict[str, int], normalization: dict, *, bin_w
     starts = np.searchsorted(units_sorted, np.arange(session.num_units + 1))
 
     out = np.zeros((session.num_units, sum(readouts.values()) + 1))
-    train = session.split("train")
-    in_train = train.contains(spike_times) if len(train) else np.ones(len(spike_times), bool)
-    seconds = train.duration if len(train) else session.duration
-    out[:, -1] = np.log1p(np.bincount(spike_units[in_train], minlength=session.num_units) / max(seconds, 1e-9))
+    span = session.split("train") if within is None else within
+    inside = span.contains(spike_times) if len(span) else np.ones(len(spike_times), bool)
+    seconds = span.duration if len(span) else session.duration
+    out[:, -1] = np.log1p(np.bincount(spike_units[inside], minlength=session.num_units) / max(seconds, 1e-9))
     column = 0
     for name, dim in readouts.items():
         if name in session.targets:
-            t, v = _training_samples(session, train, name, *normalization[name])
+            t, v = _samples_within(session, span, name, *normalization[name])
             if len(t) > 1:
                 v = v - v.mean(axis=0)
                 v_norm = np.sqrt((v**2).sum(axis=0))
