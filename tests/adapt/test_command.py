@@ -312,7 +312,7 @@ def test_tuning_start_moves_where_mixtures_start_and_reads_the_training_stores(p
     # One step from zero logits leaves every new unit near the average; from tuning they differ.
     assert tuned.std(dim=0).mean() > 3 * mean.std(dim=0).mean()
     config = json.loads((tmp_path / "tuned" / "adapt_config.json").read_text())["config"]
-    assert config["mixture_start"] == "tuning" and config["mixture_bandwidth"] == 0.5
+    assert config["mixture_start"] == "tuning" and config["mixture_bandwidth"] == 1.0
     _, meta = load_model(tmp_path / "tuned")
     assert meta["adaptation"]["mixture_start"] == "tuning" and meta["adaptation"]["new_rows"] == "mixture"
 

@@ -15,9 +15,10 @@ from train.easy_data import easy_session, easy_sessions, preferred_angles
 from train.easy_data import tiny_config as config
 
 
-def known_and_new(bandwidth: float = 0.5, known_given: int = 2):
+def known_and_new(bandwidth: float = 0.5, known_given: int = 2, with_new: bool = False):
     """A (untrained) model of two easy sessions with one new session attached as a mixture;
-    the new session's labelled pieces are its whole train split."""
+    the new session's labelled pieces are its whole train split. ``known_given``: how many of
+    the known sessions are passed as known; ``with_new``: the new session is passed as well."""
     known = easy_sessions(2, units=24)
     model, meta = build_model(config(), known)
     new = easy_session("new", seed=300, units=10)
@@ -26,7 +27,8 @@ def known_and_new(bandwidth: float = 0.5, known_given: int = 2):
     pieces = {"new": new.split("train")}
     meta = adapted_meta(meta, [new], readouts, pieces)
     model.unit_vocab.mix_rows(masks["unit_vocab.weight"])
-    logits = tuning_logits(model, meta, [new], pieces, known[:known_given], bandwidth=bandwidth)
+    given = known[:known_given] + ([new] if with_new else [])
+    logits = tuning_logits(model, meta, [new], pieces, given, bandwidth=bandwidth)
     return model, meta, known, new, logits
 
 
@@ -61,5 +63,7 @@ def test_known_units_whose_session_is_missing_start_at_each_rows_lowest_logit():
     _, _, _, _, logits = known_and_new(known_given=1)
     measured, missing = logits[:, :24], logits[:, 24:]
     assert (missing == measured.min(dim=1, keepdim=True).values).all()
+    # the session being adapted, passed among the known ones (a store holding both), is left out
+    assert (known_and_new(known_given=1, with_new=True)[-1] == logits).all()
     with pytest.raises(ValueError, match="bandwidth must be positive"):
         known_and_new(bandwidth=0.0)

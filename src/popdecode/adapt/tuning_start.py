@@ -17,7 +17,14 @@ Both are standardised by the known units' spread, and each new unit's logits sta
 over the features the new session has (its readouts and the rate), so each new unit begins
 as a blend of the known units tuned like it. Training then moves the logits as before.
 Known units whose session cannot be opened start at the lowest logit of each new unit's
-row: they stay in the mixture, with little weight.
+row: they stay in the mixture, with little weight. A session being adapted is never a known
+one, even when the stores given hold it.
+
+Measured on the simulator (BENCHMARKS.md, "Where new units start in unit identification"):
+the start alone decodes (valid R^2 0.16-0.35 from 10 labelled trials, where the average unit
+gives -0.33 to -0.02), and 30-step adaptations are better and steadier from it; after 150
+steps the result is the same as from the average unit, and a narrow kernel is worse. So
+``adapt`` starts from the average unless asked.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from popdecode.train.setup import normalization_from_meta, unit_names
 from popdecode.train.unit_init import unit_tuning
 
 MIXTURE_STARTS = ("mean", "tuning")
-DEFAULT_BANDWIDTH = 0.5  # in known units' standard deviations (BENCHMARKS.md, "Adaptation from tuning")
+DEFAULT_BANDWIDTH = 1.0  # in known units' standard deviations (BENCHMARKS.md, "Where new units start in unit identification")
 
 
 def _columns(model, session) -> np.ndarray:
@@ -51,11 +58,12 @@ def tuning_logits(model, meta: dict, new_sessions: Sequence, pieces: dict[str, I
     mixture = model.unit_vocab.mixture
     norm, readouts = normalization_from_meta(meta), model.readout_dims
     width = sum(readouts.values()) + 1
-    known_rows = mixture.known_rows.cpu().numpy()
-    known = np.full((int(known_rows.max()) + 1, width), np.nan)  # table row -> features (NaN: not measured)
+    known_rows, new_rows = mixture.known_rows.cpu().numpy(), mixture.new_rows.cpu().numpy()
+    known = np.full((model.unit_vocab.weight.shape[0], width), np.nan)  # table row -> features (NaN: not measured)
     for s in known_sessions:
         rows = model.unit_vocab.index(unit_names(s))
-        known[rows] = unit_tuning(s, readouts, norm)
+        if not np.isin(rows, new_rows).any():  # a session being adapted is not known
+            known[rows] = unit_tuning(s, readouts, norm)
     known = known[known_rows]
     measured = np.isfinite(known).all(axis=1)
     if not measured.any():
@@ -64,7 +72,6 @@ def tuning_logits(model, meta: dict, new_sessions: Sequence, pieces: dict[str, I
     std = np.where(std > 1e-12, std, 1.0)
     z_known = (known - mean) / std
 
-    new_rows = mixture.new_rows.cpu().numpy()
     position = {int(r): i for i, r in enumerate(new_rows)}
     logits = np.zeros((len(new_rows), len(known_rows)))
     for s in new_sessions:
