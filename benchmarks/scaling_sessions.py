@@ -123,7 +123,9 @@ class Study:
                          "--preset", "poyo-1.3M", *options, "--batch-size", str(a.batch_size), "--lr", f"{self.lr(size):g}",
                          "--epochs", str(epochs), "--max-steps", str(a.max_steps),
                          "--eval-every", str(max(1, epochs // a.validations)), "--threads", str(a.threads),
-                         *shlex.split(a.train_flags)])
+                         # the random start unless --train-flags says otherwise: the recipes start
+                         # from tuning on 8+ sessions, and the study's recorded runs did not
+                         "--unit-init", "random", *shlex.split(a.train_flags)])
 
     def adapt(self, pre: Path, sid: str, out: Path, *, scratch: bool) -> float:
         a = self.args
