@@ -87,9 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mixture-start", choices=MIXTURE_STARTS, default=d.mixture_start,
                    help="where mixing weights start: mean = every new unit is the average known unit; tuning = "
                         "a blend of the known units whose spikes follow the behaviour as the new unit's do in its "
-                        "labelled trials (reads the model's training sessions, see --prior-data); better for "
-                        "short adaptations (--steps 30), the same after 150 steps (BENCHMARKS.md, 'Where new "
-                        f"units start in unit identification') (default {d.mixture_start})")
+                        "labelled trials (reads the model's training sessions, see --prior-data); it helped "
+                        "30-step adaptations on the simulator, not 150-step ones, and was worse on a real monkey "
+                        "(BENCHMARKS.md, 'Where new units start in unit identification') "
+                        f"(default {d.mixture_start})")
     p.add_argument("--mixture-bandwidth", type=float, default=d.mixture_bandwidth, metavar="B",
                    help="with --mixture-start tuning: width of the tuning kernel, in known units' standard "
                         f"deviations (smaller: fewer known units per new one) (default {d.mixture_bandwidth:g})")

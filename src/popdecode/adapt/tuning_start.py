@@ -20,11 +20,12 @@ Known units whose session cannot be opened start at the lowest logit of each new
 row: they stay in the mixture, with little weight. A session being adapted is never a known
 one, even when the stores given hold it.
 
-Measured on the simulator (BENCHMARKS.md, "Where new units start in unit identification"):
-the start alone decodes (valid R^2 0.16-0.35 from 10 labelled trials, where the average unit
-gives -0.33 to -0.02), and 30-step adaptations are better and steadier from it; after 150
-steps the result is the same as from the average unit, and a narrow kernel is worse. So
-``adapt`` starts from the average unless asked.
+Measured (BENCHMARKS.md, "Where new units start in unit identification"): the start alone
+decodes (valid R^2 0.16-0.35 from 10 labelled trials, where the average unit gives -0.35 to
+-0.02). On the simulator 30-step adaptations are better and steadier from it, but after 150
+steps the result is the same, and a narrow kernel is worse. On a real monkey left out of
+pretraining (a model whose rows started at random) 10-trial adaptation from it is 0.09 worse.
+So ``adapt`` starts from the average unless asked.
 """
 
 from __future__ import annotations
