@@ -40,7 +40,9 @@ from popdecode.train.setup import normalization_from_meta, unit_names
 from popdecode.train.unit_init import unit_tuning
 
 MIXTURE_STARTS = ("mean", "tuning")
-DEFAULT_BANDWIDTH = 1.0  # in known units' standard deviations (BENCHMARKS.md, "Where new units start in unit identification")
+# In known units' standard deviations: the best start and seen-animal result of 0.25-4
+# (BENCHMARKS.md, "Where new units start in unit identification").
+DEFAULT_BANDWIDTH = 1.0
 
 
 def _columns(model, session) -> np.ndarray:
