@@ -34,26 +34,22 @@ def adapt_dir(work: Path, run: Path, sid: str, start: str, seed: int, bandwidth:
 
 def start_r2(run: Path, data: str, sid: str, budget: str, start: str, bandwidth: float | None) -> float:
     """Valid R^2 of ``run`` adapted to ``sid`` with no step taken: new rows as the start makes them."""
-    from popdecode.adapt.adapt import AdaptConfig, known_sessions, evaluate_test, mean_session_r2
+    from popdecode.adapt.adapt import AdaptConfig, attach_mixtures, evaluate_test, known_sessions, mean_session_r2
     from popdecode.adapt.labelled import labelled_pieces, parse_labelled_trials
     from popdecode.adapt.new_rows import add_rows, adapted_meta, check_new_sessions
-    from popdecode.adapt.tuning_start import DEFAULT_BANDWIDTH, start_from_tuning
     from popdecode.data.store import open_sessions
     from popdecode.model.io import load_model
 
     model, meta = load_model(run)
-    cfg = AdaptConfig(device="cpu")
+    cfg = AdaptConfig(device="cpu", mixture_start=start,
+                      **({} if bandwidth is None else {"mixture_bandwidth": bandwidth}))
     session = next(s.load() for s in open_sessions([data]) if s.id == sid)
     pieces = {sid: labelled_pieces(session, parse_labelled_trials(budget)[0], float(model.config.window_length))}
     known = known_sessions(model, meta, cfg) if start == "tuning" else None
     readouts = check_new_sessions(model, [session])
     masks = add_rows(model, [session])
     meta = adapted_meta(meta, [session], readouts, pieces)
-    model.unit_vocab.mix_rows(masks["unit_vocab.weight"])
-    model.session_vocab.mix_rows(masks["session_vocab.weight"])
-    if known is not None:
-        start_from_tuning(model, meta, [session], pieces, known,
-                          bandwidth=DEFAULT_BANDWIDTH if bandwidth is None else bandwidth)
+    attach_mixtures(model, masks, meta, [session], pieces, cfg, known=known)
     rows = evaluate_test(model, meta, [session], method="start", cfg=cfg, split="valid")
     return mean_session_r2(rows, sid)
 

@@ -290,12 +290,7 @@ def _adapt_once(model, meta: dict, sessions: Sequence, pieces: dict[str, Interva
         tcfg = stage_config(cfg, steps=steps, lr=lr, windows_per_epoch=windows,
                             optimizer="adamw" if mixing else None)
         if mixing:
-            model.to(resolve_device(cfg.device))  # the mixing weights are made where the tables are
-            trainable = [model.unit_vocab.mix_rows(masks["unit_vocab.weight"]).logits,
-                         model.session_vocab.mix_rows(masks["session_vocab.weight"]).logits]
-            if known is not None:
-                start_from_tuning(model, meta, sessions, pieces, known, bandwidth=cfg.mixture_bandwidth)
-            row_masks = None
+            trainable, row_masks = attach_mixtures(model, masks, meta, sessions, pieces, cfg, known=known), None
         elif name == "unit-id":
             trainable, row_masks = table_parameters(model), masks
         else:
@@ -307,6 +302,19 @@ def _adapt_once(model, meta: dict, sessions: Sequence, pieces: dict[str, Interva
         total += stage_info["seconds"]
     info["seconds"] = round(total, 2)
     return model, final_meta, info
+
+
+def attach_mixtures(model, masks: dict[str, torch.Tensor], meta: dict, sessions: Sequence,
+                    pieces: dict[str, Intervals], cfg: AdaptConfig, *, known: Sequence | None = None) -> list:
+    """Make the rows of ``masks`` (:func:`add_rows`) mixtures of the known rows, on ``cfg.device``;
+    their logits start at zero, the units' from their tuning when ``known`` (the model's
+    training sessions, :func:`known_sessions`) is given. Returns the logits, what trains."""
+    model.to(resolve_device(cfg.device))  # the mixing weights are made where the tables are
+    trainable = [model.unit_vocab.mix_rows(masks["unit_vocab.weight"]).logits,
+                 model.session_vocab.mix_rows(masks["session_vocab.weight"]).logits]
+    if known is not None:
+        start_from_tuning(model, meta, sessions, pieces, known, bandwidth=cfg.mixture_bandwidth)
+    return trainable
 
 
 def _labelled_record(sessions: Sequence, pieces: dict[str, Intervals]) -> dict:

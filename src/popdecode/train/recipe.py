@@ -34,7 +34,7 @@ records what was resolved.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from popdecode.errors import UserError
@@ -88,12 +88,12 @@ def choose(name: str, sessions: Sequence) -> Recipe:
     if name == "small-data" or hours < SMALL_DATA_HOURS:
         why = (f"{_amount(hours)} of training data, under {SMALL_DATA_HOURS:g} h" if name == "auto"
                else "asked for with --recipe small-data")
-        chosen = Recipe(**{**SMALL_DATA.__dict__, "why": why})
+        chosen = replace(SMALL_DATA, why=why)
     else:
         chosen = Recipe(name="auto", why=f"{_amount(hours)} of training data: the paper's model and rate, sqrt draw")
     if len(sessions) >= TUNING_FROM_SESSIONS:
-        chosen = Recipe(**{**chosen.__dict__, "unit_init": "tuning",
-                           "why": f"{chosen.why}; {len(sessions)} sessions: unit rows start from tuning"})
+        chosen = replace(chosen, unit_init="tuning",
+                         why=f"{chosen.why}; {len(sessions)} sessions: unit rows start from tuning")
     return chosen
 
 
